@@ -1,0 +1,20 @@
+"""Training: the :class:`Trainer` loop, metrics, checkpoints and learning curves.
+
+>>> from minigru.train import Trainer                                          # doctest: +SKIP
+>>> trainer = Trainer(model, optim.Adam(model.parameters()), nn.CrossEntropyLoss())
+>>> history = trainer.fit(train_loader, epochs=10, val_loader=val_loader, checkpoint_dir="runs/a")
+>>> plot_history(history, "runs/a/curves.png")
+
+See docs/training.md for the user guide.
+"""
+from .checkpoint import (CheckpointError, LoadedCheckpoint, load_checkpoint, module_rngs, read_checkpoint,
+                         save_checkpoint)
+from .history import History, plot_history
+from .metrics import (accuracy, confusion_matrix, count_correct, format_confusion_matrix, per_class_accuracy,
+                      predictions)
+from .trainer import EvalResult, NonFiniteLossError, Trainer, fit
+
+__all__ = ["Trainer", "fit", "EvalResult", "NonFiniteLossError", "History", "plot_history",
+           "save_checkpoint", "load_checkpoint", "read_checkpoint", "module_rngs", "CheckpointError",
+           "LoadedCheckpoint", "accuracy", "confusion_matrix", "count_correct", "format_confusion_matrix",
+           "per_class_accuracy", "predictions"]

@@ -1,0 +1,51 @@
+"""Progress display for training: a tqdm bar per epoch (a widget in Jupyter), or one line per epoch.
+
+tqdm is imported only when a bar is actually shown, from ``tqdm.auto`` so
+that notebooks get a widget and terminals a text bar. Without tqdm installed
+a plain summary line is printed at the end of each epoch; with
+``enabled=False`` nothing at all is printed.
+"""
+from __future__ import annotations
+
+__all__ = ["EpochProgress"]
+
+
+def _load_tqdm():
+    try:
+        from tqdm.auto import tqdm  # noqa: PLC0415  (optional dependency, loaded on first use)
+    except ImportError:
+        return None
+    return tqdm
+
+
+class EpochProgress:
+    """Shows the batches of one epoch: ``update(loss)`` after each batch, ``close(summary)`` at the end."""
+
+    def __init__(self, enabled: bool, total: int | None, description: str):
+        self.enabled = enabled
+        self.description = description
+        self._bar = None
+        self._loss_sum = 0.0
+        self._batches = 0
+        if enabled:
+            tqdm = _load_tqdm()
+            if tqdm is not None:
+                self._bar = tqdm(total=total, desc=description, unit="batch", leave=True, dynamic_ncols=True)
+
+    def update(self, loss: float) -> None:
+        """One more batch done, with its loss (the bar shows the epoch's running mean)."""
+        self._loss_sum += loss
+        self._batches += 1
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"loss {self._loss_sum / self._batches:.4f}", refresh=False)
+            self._bar.update(1)
+
+    def close(self, summary: str = "") -> None:
+        """End the epoch; ``summary`` replaces the running loss on the bar (or is printed)."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(summary, refresh=False)
+            self._bar.close()
+            self._bar = None
+        elif self.enabled:
+            print(f"{self.description}: {summary}", flush=True)
+        self.enabled = False
