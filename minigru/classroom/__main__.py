@@ -1,0 +1,95 @@
+"""Command line: ``python -m minigru.classroom {list, make-assignment, grade}``."""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from . import grade as grader
+from .exercises import (EXERCISES, MarkerError, exercise_notebooks, exercise_regions, scan_package, select,
+                        self_containment_problems, unassigned_regions)
+from .make import library_dir, make_assignment, make_references, write_grading
+
+
+def list_exercises(project_dir=None) -> int:
+    """Print every exercise with its regions and notebooks; problems last. Returns the exit status."""
+    library = library_dir()
+    scan = scan_package(library)
+    project = Path(project_dir) if project_dir else library.parent
+    problems = []
+    for e in EXERCISES:
+        regions, missing = exercise_regions(e, scan)
+        print(f"{e.name:<10} {e.points:>3} points  {e.title}")
+        for _, region in regions:
+            hint = f"  hint: {region.hints[0][:60]}..." if region.hints else "  (no hint)"
+            print(f"    {region.location:<40} {region.function}{hint}")
+        for path, found in exercise_notebooks(e, project):
+            print(f"    {path.relative_to(project).as_posix():<40} notebook, {len(found)} region(s)")
+        problems += [f"{e.name}: {m}" for m in missing]
+    for region in unassigned_regions(scan):
+        problems.append(f"{region.location} ({region.function}) belongs to no exercise (never stripped)")
+    problems += self_containment_problems(scan)
+    if problems:
+        print("\nProblems:\n  " + "\n  ".join(problems))
+    return 1 if problems else 0
+
+
+def grade_folder(folder, names, fresh, all_exercises, timeout, quiet, verbose, json_path) -> int:
+    """Grade an assignment folder, with its own grading/ or (fresh) one rebuilt from this library."""
+    root = Path(folder).resolve()
+    if not fresh:
+        results = grader.grade(root, names, timeout=timeout, all_exercises=all_exercises)
+        return grader.report(results, root, quiet, verbose, json_path)
+    if names:
+        wanted = select(names)
+    elif all_exercises:
+        wanted = list(EXERCISES)
+    else:
+        assigned = grader.load_assignment(root / "grading")["assigned"]
+        wanted = [e for e in EXERCISES if e.name in assigned]
+    with tempfile.TemporaryDirectory(prefix="minigru-fresh-grading-") as scratch:
+        write_grading(scratch, wanted, {e.name for e in wanted}, make_references(wanted))
+        results = grader.grade(root, grading_dir=scratch, timeout=timeout)
+        return grader.report(results, root, quiet, verbose, json_path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m minigru.classroom",
+                                     description="Assignments from minigru: list the exercises, write a student "
+                                                 "copy with solutions removed, grade it (docs/classroom.md).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="exercises, their marked regions and notebooks")
+    listing.add_argument("--project", help="folder whose notebooks/ are searched (default: the repository)")
+    make = commands.add_parser("make-assignment", help="write a student copy with solutions removed")
+    make.add_argument("--out", required=True, help="assignment folder to write (must be empty, or --force)")
+    make.add_argument("--only", help="comma-separated exercises (default: all): " + ",".join(e.name for e in EXERCISES))
+    make.add_argument("--force", action="store_true", help="replace what an earlier make-assignment wrote in --out")
+    make.add_argument("--project", help="folder whose notebooks/ are searched (default: the repository)")
+    grade = commands.add_parser("grade", help="grade an assignment folder and print the score table")
+    grade.add_argument("folder", help="the assignment folder (a student's submission)")
+    grade.add_argument("exercises", nargs="*", help="exercises to grade (default: the assigned ones)")
+    grade.add_argument("--fresh", action="store_true",
+                       help="grade with tests and reference numbers rebuilt from this (solution) library, "
+                            "ignoring the folder's own grading/ (which a student could have edited)")
+    grade.add_argument("--all", action="store_true", help="grade every exercise, not only the assigned ones")
+    grade.add_argument("--timeout", type=float, default=grader.DEFAULT_TIMEOUT, help="seconds per exercise")
+    grade.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    grade.add_argument("-q", "--quiet", action="store_true", help="print the score table only")
+    grade.add_argument("-v", "--verbose", action="store_true", help="also print pytest's output")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            return list_exercises(args.project)
+        if args.command == "make-assignment":
+            make_assignment(args.out, args.only, args.force, project_dir=args.project, log=print)
+            return 0
+        return grade_folder(args.folder, args.exercises or None, args.fresh, args.all, args.timeout,
+                            args.quiet, args.verbose, args.json)
+    except (MarkerError, ValueError, FileExistsError, FileNotFoundError, NotADirectoryError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
