@@ -1,0 +1,154 @@
+"""ConvGRUPredictor: next-frame prediction with a convolutional GRU, and a small training loop for it.
+
+::
+
+    video (N, T, C, H, W), frames in [0, 1]
+      -> encoder: Conv2d 3x3 (pad 1) -> ReLU, on every frame      (N, T, E, H, W)
+      -> convgru: ConvGRU(E, hidden_channels, kernel_size)         (N, T, hidden, H, W)
+      -> decoder: Conv2d 1x1, on every frame                       (N, T, C, H, W) logits
+      -> sigmoid (unless logits=True)                              (N, T, C, H, W) in (0, 1)
+
+Output ``t`` is the prediction of frame ``t + 1`` from frames ``0..t``: the
+ConvGRU's state at step t has seen nothing later. Train it on
+``inputs, targets = next_frame_pairs(video)`` with ``BCEWithLogitsLoss``
+(``logits=True``, numerically the better choice) or ``MSELoss``, as
+:func:`fit_next_frame` does.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import backend
+from ..functional import sigmoid
+from ..nn import BCEWithLogitsLoss, Conv2d, ConvGRU, Module, MSELoss, ReLU, Sigmoid, no_grad
+from ..optim import Adam
+from .blocks import positive_int
+
+__all__ = ["ConvGRUPredictor", "next_frame_pairs", "fit_next_frame"]
+
+
+class ConvGRUPredictor(Module):
+    """Encoder conv -> ConvGRU -> 1x1 conv decoder -> sigmoid: frame t+1 from frames <= t.
+
+    Parameters
+    ----------
+    in_channels : channels of a frame (1 for make_moving_shapes' default).
+    hidden_channels, kernel_size, num_layers, reset_after : the ConvGRU's (kernel_size odd).
+    encoder_channels : output channels of the 3x3 encoder convolution; 0 feeds the frames to the ConvGRU directly.
+    logits : return the decoder's logits instead of sigmoid probabilities (train with BCEWithLogitsLoss).
+    rng, dtype : seed/Generator of the initial weights; parameter dtype.
+
+    Shapes: video (N, T, C, H, W) -> (N, T, C, H, W); backward(dout) -> dvideo (N, T, C, H, W).
+    """
+
+    def __init__(self, in_channels=1, hidden_channels=16, kernel_size=3, num_layers=1, encoder_channels=16,
+                 reset_after=False, logits=False, *, rng=None, dtype=None):
+        super().__init__()
+        name = type(self).__name__
+        rng = backend.make_rng(rng)
+        self.config = dict(in_channels=positive_int(name, "in_channels", in_channels),
+                           hidden_channels=positive_int(name, "hidden_channels", hidden_channels),
+                           kernel_size=kernel_size, num_layers=positive_int(name, "num_layers", num_layers),
+                           encoder_channels=int(encoder_channels), reset_after=bool(reset_after),
+                           logits=bool(logits))
+        self.logits = bool(logits)
+        channels = in_channels
+        if encoder_channels:
+            self.encoder = Conv2d(in_channels, encoder_channels, 3, padding=1, rng=rng, dtype=dtype)
+            self.encoder_act = ReLU()
+            channels = encoder_channels
+        self.convgru = ConvGRU(channels, hidden_channels, kernel_size, num_layers=num_layers, batch_first=True,
+                               reset_after=reset_after, rng=rng, dtype=dtype)
+        self.decoder = Conv2d(hidden_channels, in_channels, 1, rng=rng, dtype=dtype)
+        if not self.logits:
+            self.sigmoid = Sigmoid()
+
+    def forward(self, video):
+        """video (N, T, C, H, W) -> predictions (N, T, C, H, W); output t predicts frame t+1."""
+        if video.ndim != 5:
+            raise ValueError(f"ConvGRUPredictor expected a video batch (N, T, C, H, W), got shape {tuple(video.shape)}")
+        N, T = video.shape[:2]
+        x = video
+        if "encoder" in self._modules:
+            x = self.encoder_act(self.encoder(video.reshape((N * T,) + tuple(video.shape[2:]))))
+            x = x.reshape((N, T) + tuple(x.shape[1:]))
+        states, _ = self.convgru(x)                                # (N, T, hidden, H, W)
+        frames = self.decoder(states.reshape((N * T,) + tuple(states.shape[2:])))
+        out = frames.reshape((N, T) + tuple(frames.shape[1:]))
+        self._save_cache((N, T))
+        return out if self.logits else self.sigmoid(out)
+
+    def backward(self, dout):
+        """dout (N, T, C, H, W) -> dvideo (N, T, C, H, W); parameter gradients are added into ``.grad``."""
+        N, T = self._pop_cache()
+        if not self.logits:
+            dout = self.sigmoid.backward(dout)
+        dstates = self.decoder.backward(dout.reshape((N * T,) + tuple(dout.shape[2:])))
+        dx, _ = self.convgru.backward(dstates.reshape((N, T) + tuple(dstates.shape[1:])))
+        if "encoder" in self._modules:
+            dframes = self.encoder.backward(self.encoder_act.backward(dx.reshape((N * T,) + tuple(dx.shape[2:]))))
+            dx = dframes.reshape((N, T) + tuple(dframes.shape[1:]))
+        return dx
+
+    def predict(self, video):
+        """Probabilities of frames 1..T from video (N, T, C, H, W), without keeping anything for backward."""
+        with no_grad():
+            out = self.forward(video)
+        if self.logits:
+            out = sigmoid(out)
+        return out
+
+
+def next_frame_pairs(video):
+    """(inputs, targets) = (video[:, :-1], video[:, 1:]): every frame but the last, and the frame after each."""
+    if video.ndim != 5 or video.shape[1] < 2:
+        raise ValueError(f"next_frame_pairs needs a video batch (N, T >= 2, C, H, W), got shape {tuple(video.shape)}")
+    return video[:, :-1], video[:, 1:]
+
+
+def fit_next_frame(model, videos, *, epochs=1, batch_size=8, lr=3e-3, loss="bce", optimizer=None, seed=0,
+                   verbose=False):
+    """Train ``model`` (a ConvGRUPredictor) to predict the next frame of ``videos`` (N, T, C, H, W).
+
+    ``loss``: ``"bce"`` (BCEWithLogitsLoss; the model must have ``logits=True``) or ``"mse"``
+    (MSELoss on the model's outputs, sigmoid probabilities by default). ``optimizer``: any
+    minigru optimizer (default Adam(lr)). The batches are shuffled with ``seed``.
+
+    Returns a dict with ``"batch_loss"`` (every batch's loss), ``"epoch_loss"`` (their mean per
+    epoch) and ``"seconds"`` (wall time per epoch).
+    """
+    if loss not in ("bce", "mse"):
+        raise ValueError(f"fit_next_frame: loss must be 'bce' or 'mse', got {loss!r}")
+    if loss == "bce" and not getattr(model, "logits", False):
+        raise ValueError("fit_next_frame: loss='bce' trains on logits; build the model with logits=True "
+                         "(or use loss='mse')")
+    criterion = BCEWithLogitsLoss() if loss == "bce" else MSELoss()
+    optimizer = optimizer or Adam(model.parameters(), lr=lr)
+    dtype = next(model.parameters()).dtype
+    rng = np.random.default_rng(seed)
+    videos = backend.to_numpy(videos)       # batches are gathered on the host, then moved to the model's backend
+    if videos.ndim != 5:
+        raise ValueError(f"fit_next_frame: videos must have shape (N, T, C, H, W), got {tuple(videos.shape)}")
+    count = videos.shape[0]
+    batch_size = positive_int("fit_next_frame", "batch_size", batch_size)
+    history = {"batch_loss": [], "epoch_loss": [], "seconds": []}
+    model.train()
+    for epoch in range(epochs):
+        start, losses = time.perf_counter(), []
+        order = rng.permutation(count)
+        for first in range(0, count, batch_size):
+            batch = videos[order[first:first + batch_size]]
+            inputs, targets = next_frame_pairs(backend.to_backend(batch, model.backend, dtype=dtype))
+            optimizer.zero_grad()
+            value = criterion(model(inputs), targets)
+            model.backward(criterion.backward())
+            optimizer.step()
+            losses.append(float(value))
+        history["batch_loss"] += losses
+        history["epoch_loss"].append(float(np.mean(losses)))
+        history["seconds"].append(time.perf_counter() - start)
+        if verbose:
+            print(f"epoch {epoch + 1}: loss {history['epoch_loss'][-1]:.4f} ({history['seconds'][-1]:.1f} s)")
+    return history
