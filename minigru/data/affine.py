@@ -3,7 +3,7 @@
 Coordinates are in pixels, ``x`` to the right (columns) and ``y`` *down*
 (rows), with pixel centres on integers and ``c = ((W-1)/2, (H-1)/2)`` the
 image centre. A warp moves the content of input point ``p`` to output point
-``p'`` (data guide, docs/_parts/data.md, "Affine warps")::
+``p'`` (docs/user_guide.md, "Affine warps and bilinear sampling")::
 
     p' - c = A (p - c) + t,     A = s R(theta) S(phi_x, phi_y)                          (A1)
     R(theta) = [[cos theta, sin theta], [-sin theta, cos theta]]   (counter-clockwise on screen)

@@ -4,7 +4,7 @@
 >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)   # doctest: +SKIP
 >>> sched = optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=1000)   # doctest: +SKIP
 
-Each update is written out, with its equation number, in docs/training.md
+Each update is written out, with its equation number, in docs/user_guide.md
 (eqs. O1-O9 and S1-S7), and tested against ``torch.optim`` step by step.
 """
 from . import lr_scheduler

@@ -1,7 +1,7 @@
 """Adam and AdamW (Kingma & Ba 2015; Loshchilov & Hutter 2019), with PyTorch's exact update.
 
 For a parameter ``w`` with gradient ``∇w`` at step ``t = 1, 2, ...``
-(docs/training.md eqs. O4-O8)::
+(docs/user_guide.md eqs. O4-O8)::
 
     g  = ∇w + λ·w                   (Adam's L2 weight decay)                 (O4)
     w  = w·(1 - η·λ)                (AdamW's decoupled decay, instead of O4)  (O5)

@@ -1,6 +1,6 @@
 """Gradient clipping, as ``torch.nn.utils.clip_grad_norm_`` and ``clip_grad_value_``.
 
-Clipping by norm rescales *all* gradients together (docs/training.md eq. O9)::
+Clipping by norm rescales *all* gradients together (docs/user_guide.md eq. O9)::
 
     total = ‖ (‖∇w₁‖_p, ‖∇w₂‖_p, ...) ‖_p          (the p-norm of all gradients as one vector)
     ∇wᵢ  ← ∇wᵢ · min(1, max_norm / (total + 1e-6))

@@ -12,7 +12,7 @@ the learning rate for step 0; each ``scheduler.step()`` (after
 
 Every schedule is computed in closed form from the starting rates
 (``base_lrs``, each group's ``"initial_lr"``) and the step counter
-``last_epoch`` (docs/training.md eqs. S1-S7). These are the formulas torch
+``last_epoch`` (docs/user_guide.md eqs. S1-S7). These are the formulas torch
 uses for ``step(epoch)``; its plain ``step()`` reaches the same values by
 repeated multiplication, so the two agree to rounding (tested against torch).
 One consequence: a learning rate set by hand between steps is overwritten

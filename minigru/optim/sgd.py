@@ -1,7 +1,7 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight decay.
 
 The update is PyTorch's ``torch.optim.SGD``, so the same hyper-parameters
-mean the same thing (docs/training.md eqs. O1-O3). For a parameter ``w``
+mean the same thing (docs/user_guide.md eqs. O1-O3). For a parameter ``w``
 with gradient ``∇w``, learning rate ``η``, momentum ``μ``, dampening ``τ``
 and weight decay ``λ``::
 

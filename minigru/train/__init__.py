@@ -5,7 +5,7 @@
 >>> history = trainer.fit(train_loader, epochs=10, val_loader=val_loader, checkpoint_dir="runs/a")
 >>> plot_history(history, "runs/a/curves.png")
 
-See docs/training.md for the user guide.
+See docs/user_guide.md for the user guide.
 """
 from .checkpoint import (CheckpointError, LoadedCheckpoint, load_checkpoint, module_rngs, read_checkpoint,
                          save_checkpoint)
