@@ -15,3 +15,6 @@ from .pooling import *  # noqa: F401,F403
 from .rnn import *  # noqa: F401,F403
 from .gru import *  # noqa: F401,F403
 from .lstm import *  # noqa: F401,F403
+from .convgru import *  # noqa: F401,F403
+from .regression_loss import *  # noqa: F401,F403
+from .renet import *  # noqa: F401,F403

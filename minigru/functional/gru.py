@@ -306,7 +306,7 @@ def _gru_backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hn, hs
     steps, _, hidden, batch = da.shape
     w_hh_t = weight_hh.T
     da2d = da.reshape(steps, 3 * hidden, batch)
-    one_minus = xp.empty((hidden, batch), dtype=da.dtype)
+    dh_z = xp.empty((hidden, batch), dtype=da.dtype)
     tmp = xp.empty((hidden, batch), dtype=da.dtype)
     for t in range(steps - 1, -1, -1):
         r, z, n = gates[t]
@@ -314,22 +314,22 @@ def _gru_backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hn, hs
         da_n = da_n_in[t]
         dh = dh_all[t]
         dh += carry                                         # G15: total ∂L/∂h_{t+1}
-        xp.subtract(1, z, out=one_minus)
-        xp.subtract(hs_cols[t], n, out=da_z)                # G8, G10: dh ⊙ (h − n) ⊙ z(1 − z)
+        # G8 with fewer passes: dh ⊙ z is both the direct path to h_t and, subtracted from dh,
+        # dh ⊙ (1 − z), the factor that da_z and da_n share.
+        xp.multiply(dh, z, out=dh_z)
+        dh -= dh_z                                          # now dh ⊙ (1 − z); dh is not needed again
+        xp.subtract(hs_cols[t], n, out=da_z)                # G10: dh ⊙ (h − n) ⊙ z(1 − z)
         da_z *= dh
         da_z *= z
-        da_z *= one_minus
-        xp.multiply(n, n, out=tmp)                          # G8, G9: dh ⊙ (1 − z) ⊙ (1 − n²)
+        xp.multiply(n, n, out=tmp)                          # G9: dh ⊙ (1 − z) ⊙ (1 − n²)
         xp.subtract(1, tmp, out=tmp)
-        xp.multiply(dh, one_minus, out=da_n)
-        da_n *= tmp
+        xp.multiply(dh, tmp, out=da_n)
         xp.multiply(da_n, r, out=da_hn)                     # G11: what reaches W_hn h + b_hn
         xp.multiply(da_hn, hn[t], out=da_r)                 # G11, G12: da_n ⊙ hn ⊙ r(1 − r)
-        xp.subtract(1, r, out=one_minus)
-        da_r *= one_minus
+        xp.subtract(1, r, out=tmp)
+        da_r *= tmp
         xp.matmul(w_hh_t, da2d[t], out=carry)               # G13: W_hh^T da + dh ⊙ z
-        xp.multiply(dh, z, out=tmp)
-        carry += tmp
+        carry += dh_z
 
 
 def _gru_backward_loop_reset_before(xp, carry, dh_all, da, gates, hs_cols, weight_hh):
@@ -338,7 +338,7 @@ def _gru_backward_loop_reset_before(xp, carry, dh_all, da, gates, hs_cols, weigh
     w_hrz_t = weight_hh[:2 * hidden].T
     w_hn_t = weight_hh[2 * hidden:].T
     da2d = da.reshape(steps, 3 * hidden, batch)
-    one_minus = xp.empty((hidden, batch), dtype=da.dtype)
+    dh_z = xp.empty((hidden, batch), dtype=da.dtype)
     d_rh = xp.empty((hidden, batch), dtype=da.dtype)
     tmp = xp.empty((hidden, batch), dtype=da.dtype)
     for t in range(steps - 1, -1, -1):
@@ -347,22 +347,20 @@ def _gru_backward_loop_reset_before(xp, carry, dh_all, da, gates, hs_cols, weigh
         h = hs_cols[t]
         dh = dh_all[t]
         dh += carry                                         # G15
-        xp.subtract(1, z, out=one_minus)
+        xp.multiply(dh, z, out=dh_z)                        # as in the reset_after loop:
+        dh -= dh_z                                          # dh ⊙ (1 − z)
         xp.subtract(h, n, out=da_z)                         # G8, G10
         da_z *= dh
         da_z *= z
-        da_z *= one_minus
         xp.multiply(n, n, out=tmp)                          # G8, G9
         xp.subtract(1, tmp, out=tmp)
-        xp.multiply(dh, one_minus, out=da_n)
-        da_n *= tmp
+        xp.multiply(dh, tmp, out=da_n)
         xp.matmul(w_hn_t, da_n, out=d_rh)                   # G14: d(r ⊙ h)
         xp.multiply(d_rh, h, out=da_r)                      # G14, G12: d(r ⊙ h) ⊙ h ⊙ r(1 − r)
         da_r *= r
-        xp.subtract(1, r, out=one_minus)
-        da_r *= one_minus
+        xp.subtract(1, r, out=tmp)
+        da_r *= tmp
         xp.matmul(w_hrz_t, da2d[t, :2 * hidden], out=carry)  # G14: [W_hr; W_hz]^T [da_r; da_z]
-        xp.multiply(dh, z, out=tmp)                         # ... + dh ⊙ z + d(r ⊙ h) ⊙ r
-        carry += tmp
+        carry += dh_z                                       # ... + dh ⊙ z + d(r ⊙ h) ⊙ r
         xp.multiply(d_rh, r, out=tmp)
         carry += tmp

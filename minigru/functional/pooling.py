@@ -62,14 +62,17 @@ def _unpad(dxpad, g):
 
 
 # ------------------------------------------------------------------ max
-def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
+def maxpool2d_forward(x, kernel_size, stride=None, padding=0, relu=False):
     """out[n, c, a, b] = max_{i,j} xpad[n, c, a*sh + i, b*sw + j], xpad padded with -inf (eq. P1).
 
     Inputs: x (N, C, H, W); kernel_size, stride (default kernel_size) and
-    padding (<= kernel/2): ints or (h, w) pairs.
+    padding (<= kernel/2): ints or (h, w) pairs. ``relu=True`` returns
+    max(out, 0): the same as max-pooling ReLU(x), since ReLU is increasing
+    (docs/performance.md, "ReLU and max-pooling commute"), but the ReLU runs
+    on the pooled output, kh*kw times smaller.
     Returns (out (N, C, Ho, Wo), cache (argmax (N, C, Ho, Wo), x.shape, geometry)),
     where argmax = i*kw + j is the window offset of the first maximum (int8 for
-    windows of up to 127 pixels).
+    windows of up to 127 pixels), or -1 where ``relu`` zeroed the output (no gradient).
     """
     xp = get_array_module(x)
     g = _pool_geometry("maxpool2d", x, kernel_size, stride, padding)
@@ -90,6 +93,15 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
         xp.maximum(best_at, is_larger * index_dtype(t), out=best_at)
     if best is not out:  # a 1x1 window
         out[...] = best
+    if relu:
+        # ReLU'(max) = 0 where max <= 0: point those windows at no offset (-1), so that backward
+        # sends them no gradient, exactly as ReLU's backward would. Branch-free:
+        # best_at = (best_at + 1) * [out > 0] - 1.
+        positive = xp.greater(out, 0, out=is_larger)
+        best_at += 1
+        best_at *= positive
+        best_at -= 1
+        xp.maximum(out, 0, out=out)
     return out, (best_at, tuple(x.shape), g)
 
 
@@ -98,6 +110,8 @@ def maxpool2d_backward(dout, cache):
 
     Input: dout (N, C, Ho, Wo). Returns dx (N, C, H, W). One strided add per
     window offset t = i*kw + j: dxpad[offset (i, j) of every window] += dout * [argmax == t].
+    A window whose argmax is -1 (zeroed by ``relu=True`` in the forward pass) matches no
+    offset and sends no gradient.
     """
     argmax, x_shape, g = cache
     xp = get_array_module(dout, argmax)

@@ -22,8 +22,9 @@ these sizes). Inputs and outputs keep PyTorch's (T, N, features) layout; the
 conversions are a few bulk copies outside the loop.
 
 Work arrays: the large internal buffers of a forward/backward pair (gate
-values, column-layout states, gate gradients) are taken from a small
-per-thread pool (at most 24 arrays and 512 MiB; NumPy only) and given back
+values, column-layout states, gate gradients) are taken from the
+per-thread pool of :mod:`minigru.functional._workspace` (NumPy only; the
+convolutions use it too) and given back
 when backward has consumed them, so that repeated training steps reuse
 memory instead of asking the operating system for fresh pages each time (a
 page fault per 4 KiB costs more than the arithmetic done on it).
@@ -38,12 +39,10 @@ This module also holds the helpers that the GRU and LSTM kernels share:
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import numpy as np
 
 from ..backend import get_array_module
+from . import _workspace
 
 __all__ = ["rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward", "release_cache",
            "clear_work_pool"]
@@ -91,61 +90,21 @@ def check_recurrent_args(kernel, x, states, weight_ih, weight_hh, bias_ih, bias_
     return xp
 
 
-class _WorkPool(threading.local):
-    """Free work arrays of this thread, by (shape, dtype), least recently freed first."""
-
-    max_arrays = 24
-    max_bytes = 512 * 2**20
-
-    def __init__(self):
-        self.free = OrderedDict()
-        self.nbytes = 0
-
-
-_pool = _WorkPool()
-
-
 def take_work(xp, shape, dtype):
-    """An uninitialised work array: a recycled one of this shape and dtype if any, else a new one.
-
-    Only NumPy arrays are pooled; CuPy keeps its own memory pool on the GPU.
-    """
-    if xp is not np:
-        return xp.empty(shape, dtype=dtype)
-    key = (tuple(shape), np.dtype(dtype).str)
-    stack = _pool.free.get(key)
-    if stack:
-        array = stack.pop()
-        _pool.nbytes -= array.nbytes
-        if not stack:
-            del _pool.free[key]
-        return array
-    return xp.empty(shape, dtype=dtype)
+    """An uninitialised work array to borrow until :func:`give_back_work`: a recycled one of this
+    shape and dtype if any, else a new one (see :mod:`minigru.functional._workspace`)."""
+    return _workspace.take(xp, shape, dtype)
 
 
 def give_back_work(*arrays):
     """Return work arrays to the pool. Only for arrays that nothing outside the kernels references."""
-    for a in arrays:
-        if a is None or not isinstance(a, np.ndarray):
-            continue
-        while a.base is not None:  # views go back as the array that owns the memory
-            a = a.base
-        key = (a.shape, a.dtype.str)
-        _pool.free.setdefault(key, []).append(a)
-        _pool.free.move_to_end(key)
-        _pool.nbytes += a.nbytes
-    while _pool.free and (_pool.nbytes > _pool.max_bytes
-                          or sum(len(v) for v in _pool.free.values()) > _pool.max_arrays):
-        key, stack = next(iter(_pool.free.items()))
-        _pool.nbytes -= stack.pop(0).nbytes
-        if not stack:
-            del _pool.free[key]
+    _workspace.give_back(*arrays)
 
 
 def clear_work_pool() -> None:
-    """Drop the recycled work arrays of this thread (they are kept for reuse by later calls)."""
-    _pool.free.clear()
-    _pool.nbytes = 0
+    """Drop the recycled work arrays of this thread, the recurrent kernels' and the convolutions'
+    (they are kept for reuse by later calls)."""
+    _workspace.clear()
 
 
 def open_cache(cache, kernel):
@@ -240,9 +199,11 @@ def project_inputs(xp, x, weight_ih, bias, out):
     if features >= 2 * batch:
         proj = take_work(xp, (gates_total, steps * batch), x.dtype)
         xp.matmul(weight_ih, x.reshape(steps * batch, features).T, out=proj)
-        if bias is not None:
-            proj += bias[:, None]
-        out[...] = proj.reshape(gates_total, steps, batch).transpose(1, 0, 2)
+        rearranged = proj.reshape(gates_total, steps, batch).transpose(1, 0, 2)
+        if bias is None:
+            out[...] = rearranged
+        else:   # the bias is added during the copy: one pass over the projections instead of two
+            xp.add(rearranged, bias[:, None], out=out)
         give_back_work(proj)
         return out
     rows = features + (bias is not None)

@@ -11,3 +11,7 @@ from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d  # noqa: F401
 from .rnn import RNN, RNNCell  # noqa: F401
 from .gru import GRU, GRUCell  # noqa: F401
 from .lstm import LSTM, LSTMCell  # noqa: F401
+from .convgru import ConvGRU, ConvGRUCell  # noqa: F401
+from .regression_loss import BCEWithLogitsLoss, MSELoss  # noqa: F401
+from .renet import ReNetLayer  # noqa: F401
+from .pooling import fuse_relu_maxpool  # noqa: F401

@@ -40,10 +40,16 @@ class Conv2d(Module):
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = in_channels*kh*kw.
     ``kernel_size`` and ``stride``: int or (h, w); ``padding``: int, (h, w),
     ``"same"`` (stride 1) or ``"valid"``.
+
+    ``input_grad=False`` (not in torch, where autograd knows whether the input
+    needs a gradient) makes ``backward`` skip the input gradient and return
+    None: use it for the first layer of a network, whose input is the data.
+    That saves a GEMM and a col2im, about a third of the layer's backward pass.
+    It can also be switched later: ``conv.input_grad = False``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True,
-                 *, rng=None, dtype=None):
+                 *, input_grad: bool = True, rng=None, dtype=None):
         super().__init__()
         if in_channels < 1 or out_channels < 1:
             raise ValueError(f"Conv2d needs positive channel counts, got in_channels={in_channels}, "
@@ -53,6 +59,7 @@ class Conv2d(Module):
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
         self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
+        self.input_grad = bool(input_grad)
         # checks kernel, stride and padding now rather than at the first forward
         conv_geometry((1, in_channels, *self.kernel_size), self.kernel_size, self.stride, self.padding)
         kh, kw = self.kernel_size
@@ -73,7 +80,7 @@ class Conv2d(Module):
         return out
 
     def backward(self, dout):
-        dx, dweight, dbias = F.conv2d_backward(dout, self._pop_cache())
+        dx, dweight, dbias = F.conv2d_backward(dout, self._pop_cache(), need_dx=self.input_grad)
         self.weight.grad += dweight
         if self.bias is not None:
             self.bias.grad += dbias
@@ -82,4 +89,5 @@ class Conv2d(Module):
     def extra_repr(self):
         padding = repr(self.padding) if isinstance(self.padding, str) else self.padding
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={padding}" + ("" if self.bias is not None else ", bias=False"))
+                f"padding={padding}" + ("" if self.bias is not None else ", bias=False")
+                + ("" if self.input_grad else ", input_grad=False"))

@@ -1,0 +1,6 @@
+"""``python -m minigru``: the command line of :mod:`minigru.cli`."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,96 @@
+"""Model names for the command line, their constructors and their best known training recipes.
+
+>>> from minigru.models import build_model
+>>> model = build_model("cnn-gru-bn", rng=0)              # doctest: +SKIP
+>>> model = build_model("row-gru", hidden_size=256)      # any constructor argument can be overridden
+
+Each entry couples a model with the training recipe that ``minigru train
+--model NAME`` uses by default, so that the command alone reproduces the
+figure reported for it (docs/models.md lists the measured results).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .cnn_gru import CNNGRU, CNNGRU_PRESETS
+from .renet import ReNet
+from .row_gru import RowGRU
+from .seed_cnn import SeedCNN
+
+__all__ = ["ModelSpec", "MODELS", "model_names", "get_spec", "build_model", "default_recipe", "RECIPE_KEYS"]
+
+RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "pct_start",
+               "label_smoothing", "augment", "clip_grad_norm", "val_split", "tta")
+"""The training settings a recipe fixes (the CLI options of the same names override them)."""
+
+# Shared by every recipe unless it says otherwise: 20 epochs (so that the models compare at one budget),
+# SGD with Nesterov momentum and a one-cycle schedule, weight decay on weights only (not on biases or
+# batch-norm parameters), label smoothing, crop + flip augmentation, 10% of the images held out.
+# Batch-norm lets the preset use twice the peak learning rate of the plain CNNs.
+_BASE_RECIPE = dict(epochs=20, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
+                    schedule="onecycle", pct_start=0.25, label_smoothing=0.1, augment=True, clip_grad_norm=None,
+                    val_split=0.1, tta=False)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its CLI ``name``, ``builder`` (class or factory), default constructor
+    arguments ``defaults``, training ``recipe`` and a one-line ``summary``."""
+    name: str
+    builder: type
+    defaults: dict = field(default_factory=dict)
+    recipe: dict = field(default_factory=dict)
+    summary: str = ""
+
+
+MODELS = {spec.name: spec for spec in (
+    ModelSpec("seed-cnn", SeedCNN, {},
+              {**_BASE_RECIPE},
+              "plain CNN: 3 conv blocks 32/64/128 + FC 2048-1024-512-10"),
+    ModelSpec("cnn-gru", CNNGRU, dict(CNNGRU_PRESETS["default"]),
+              {**_BASE_RECIPE},
+              "conv blocks 32/64/128, then a GRU(128) over the 4 columns of the 128x4x4 feature map"),
+    ModelSpec("cnn-gru-bn", CNNGRU, dict(CNNGRU_PRESETS["best"]),
+              {**_BASE_RECIPE, "lr": 0.1, "tta": True},
+              "the accuracy preset: conv blocks with batch norm, bidirectional GRU over the feature-map columns"),
+    ModelSpec("row-gru", RowGRU, dict(hidden_size=128),
+              {**_BASE_RECIPE, "optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0,
+               "label_smoothing": 0.0, "augment": False, "clip_grad_norm": 5.0},
+              "GRU(128) reading the image one pixel row (3x32 values) per step"),
+    ModelSpec("renet", ReNet, dict(hidden_sizes=(32, 32), patch_sizes=2),
+              {**_BASE_RECIPE, "epochs": 15, "batch_size": 64, "optimizer": "adam", "lr": 2e-3,
+               "weight_decay": 0.0, "label_smoothing": 0.0, "clip_grad_norm": 5.0},
+              "ReNet: two layers of bidirectional GRU sweeps (32 units) over 2x2 patches, no convolutions"),
+)}
+
+
+def model_names() -> list:
+    """The registered names, in registration order."""
+    return list(MODELS)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` of ``name``; a ValueError listing the choices for an unknown name."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
+
+
+def build_model(name: str, *, rng=None, dtype=None, **overrides):
+    """Build the registered model ``name`` with its default arguments, updated by ``overrides``.
+
+    ``rng`` (Generator or int seed) draws the initial weights; ``dtype`` is the
+    parameter dtype. Unknown argument names raise a TypeError naming them.
+    """
+    spec = get_spec(name)
+    arguments = {**spec.defaults, **overrides}
+    try:
+        return spec.builder(**arguments, rng=rng, dtype=dtype)
+    except TypeError as err:
+        raise TypeError(f"model {name!r} ({spec.builder.__name__}) does not take these arguments: {err}") from None
+
+
+def default_recipe(name: str) -> dict:
+    """A copy of the training recipe of model ``name`` (keys: :data:`RECIPE_KEYS`)."""
+    return dict(get_spec(name).recipe)
