@@ -111,8 +111,30 @@ def torch_twin(torch, kind, p, model):
     return twin
 
 
+# ------------------------------------------------------------------------------ runners
+class _Runner:
+    """What both frameworks' runners share: ``cases[key] = (iteration, outputs)`` set up by ``setup``."""
+
+    def outputs(self, key):
+        return self.cases[key][1]()
+
+    def run(self, key, iters):
+        """Seconds of each of ``iters`` iterations (GPU work waited for before the clock stops)."""
+        iteration = self.cases[key][0]
+        times = []
+        for _ in range(iters):
+            start = time.perf_counter()
+            iteration()
+            self._sync()
+            times.append(time.perf_counter() - start)
+        return times
+
+    def drop(self, key):
+        self.cases.pop(key, None)
+
+
 # ------------------------------------------------------------------------------ minigru
-class MinigruRunner:
+class MinigruRunner(_Runner):
     """Runs the cases with minigru on NumPy (or CuPy with ``backend="cupy"``)."""
 
     framework = "minigru"
@@ -191,28 +213,14 @@ class MinigruRunner:
 
         self.cases[key] = (train_step, step_outputs)
 
-    def outputs(self, key):
-        return self.cases[key][1]()
-
-    def run(self, key, iters):
-        """Seconds of each of ``iters`` iterations (GPU work waited for before the clock stops)."""
-        iteration = self.cases[key][0]
-        times = []
-        for _ in range(iters):
-            start = time.perf_counter()
-            iteration()
-            self._sync()
-            times.append(time.perf_counter() - start)
-        return times
-
     def drop(self, key):
-        self.cases.pop(key, None)
+        super().drop(key)
         from minigru.functional import clear_work_pool  # noqa: PLC0415
         clear_work_pool()
 
 
 # -------------------------------------------------------------------------------- torch
-class TorchRunner:
+class TorchRunner(_Runner):
     """Runs the cases with PyTorch on the CPU (``torch.set_num_threads(threads)``) or on CUDA."""
 
     framework = "torch"
@@ -296,22 +304,6 @@ class TorchRunner:
             return result
 
         self.cases[key] = (train_step, step_outputs)
-
-    def outputs(self, key):
-        return self.cases[key][1]()
-
-    def run(self, key, iters):
-        iteration = self.cases[key][0]
-        times = []
-        for _ in range(iters):
-            start = time.perf_counter()
-            iteration()
-            self._sync()
-            times.append(time.perf_counter() - start)
-        return times
-
-    def drop(self, key):
-        self.cases.pop(key, None)
 
 
 def make_runner(framework, backend="numpy", threads=None, tune_memory=False, optimize=True):

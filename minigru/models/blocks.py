@@ -1,4 +1,5 @@
-"""Building blocks shared by the models: VGG-style conv blocks and the image-to-sequence reshape.
+"""Building blocks shared by the models: VGG-style conv blocks, the image-to-sequence reshape and
+the fully connected classifier head.
 
 ``conv_block`` is the unit every convolutional model here stacks::
 
@@ -18,10 +19,10 @@ import numbers
 import numpy as np
 
 from .. import backend
-from ..nn import BatchNorm2d, Conv2d, MaxPool2d, Module, ReLU, Sequential
+from ..nn import BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential
 from ..nn.conv import check_image_input
 
-__all__ = ["conv_block", "conv_stack", "ImageToSequence", "check_widths", "positive_int", "image_hw",
+__all__ = ["conv_block", "conv_stack", "mlp_classifier", "ImageToSequence", "check_widths", "positive_int", "image_hw",
            "feature_map_size", "block_convs"]
 
 
@@ -103,6 +104,24 @@ def conv_stack(in_channels: int, widths, *, convs_per_block=1, batch_norm: bool 
     for width, count in zip(widths, convs):
         layers += conv_block(channels, width, convs=count, batch_norm=batch_norm, rng=rng, dtype=dtype)
         channels = width
+    return Sequential(*layers)
+
+
+def mlp_classifier(in_features: int, hidden, num_classes: int, *, dropout: float = 0.0, rng=None,
+                   dtype=None) -> Sequential:
+    """Flatten -> [Linear -> ReLU -> (Dropout)] for each size in ``hidden`` -> Linear to ``num_classes``.
+
+    (N, ...) with ``in_features`` numbers per sample -> logits (N, num_classes). ``dropout`` 0 adds no
+    Dropout layers, so the Sequential's numbering (and the state dict's keys) stays that of the plain MLP.
+    """
+    layers = [Flatten()]
+    features = in_features
+    for size in hidden:
+        layers += [Linear(features, size, rng=rng, dtype=dtype), ReLU()]
+        if dropout > 0:
+            layers.append(Dropout(dropout, rng=rng))
+        features = size
+    layers.append(Linear(features, num_classes, rng=rng, dtype=dtype))
     return Sequential(*layers)
 
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numbers
 
 from .. import backend
-from ..nn import Dropout, Flatten, Linear, Module, ReLU, ReNetLayer, Sequential
-from .blocks import image_hw, positive_int
+from ..nn import Module, ReNetLayer, Sequential
+from .blocks import image_hw, mlp_classifier, positive_int
 
 __all__ = ["ReNet"]
 
@@ -72,15 +72,8 @@ class ReNet(Module):
             layers.append(ReNetLayer(channels, hidden, (ph, pw), reset_after=reset_after, rng=rng, dtype=dtype))
             channels, height, width = 2 * hidden, height // ph, width // pw
         self.features = Sequential(*layers)
-        head = [Flatten()]
-        size = channels * height * width
-        for h in fc_hidden:
-            head += [Linear(size, h, rng=rng, dtype=dtype), ReLU()]
-            if dropout > 0:
-                head.append(Dropout(dropout, rng=rng))
-            size = h
-        head.append(Linear(size, num_classes, rng=rng, dtype=dtype))
-        self.classifier = Sequential(*head)
+        self.classifier = mlp_classifier(channels * height * width, fc_hidden, num_classes, dropout=dropout,
+                                         rng=rng, dtype=dtype)
 
     def forward(self, x):
         """x (N, C, H, W) -> logits (N, num_classes)."""

@@ -14,8 +14,8 @@ The starting point ("seed") that the recurrent models are compared with.
 from __future__ import annotations
 
 from .. import backend
-from ..nn import Dropout, Flatten, Linear, Module, ReLU, Sequential
-from .blocks import block_convs, check_widths, conv_stack, feature_map_size, image_hw, positive_int
+from ..nn import Module
+from .blocks import block_convs, check_widths, conv_stack, feature_map_size, image_hw, mlp_classifier, positive_int
 
 __all__ = ["SeedCNN"]
 
@@ -55,15 +55,8 @@ class SeedCNN(Module):
         map_h, map_w = feature_map_size(name, (height, width), len(widths))
         self.features = conv_stack(in_channels, widths, convs_per_block=convs_per_block, batch_norm=batch_norm,
                                    rng=rng, dtype=dtype)
-        layers = [Flatten()]
-        features = widths[-1] * map_h * map_w
-        for size in hidden:
-            layers += [Linear(features, size, rng=rng, dtype=dtype), ReLU()]
-            if dropout > 0:
-                layers.append(Dropout(dropout, rng=rng))
-            features = size
-        layers.append(Linear(features, num_classes, rng=rng, dtype=dtype))
-        self.classifier = Sequential(*layers)
+        self.classifier = mlp_classifier(widths[-1] * map_h * map_w, hidden, num_classes, dropout=dropout,
+                                         rng=rng, dtype=dtype)
 
     def forward(self, x):
         """x (N, C, H, W) -> logits (N, num_classes)."""
