@@ -278,21 +278,18 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     if args.backend:
         backend.set_backend(args.backend)
-    data = read_checkpoint(args.checkpoint)
-    config = (data.get("extra") or {}).get("config")
-    if config is None:
-        raise CLIError(f"{args.checkpoint} holds no run configuration (it was not written by `minigru train`), "
-                       "so the model cannot be rebuilt")
+    try:
+        model, config = registry.load_trained(args.checkpoint)
+    except ValueError as err:           # no run configuration inside: say so in one line
+        raise CLIError(str(err)) from None
     if args.limit_test is not None:
         config["limit_test"] = args.limit_test
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
     _, test, classes = load_data(config, args.data)
-    model = registry.build_model(config["model"], rng=0, dtype=np.dtype(config["dtype"]), **config["model_args"])
-    model.load_state_dict(data["model"])
     tta = config["tta"] if args.tta is None else args.tta
     loss, acc, cm = evaluate_model(model, test_loader(config, test, args.batch_size), len(classes), tta)
-    print(f"{config['model']} from {args.checkpoint} (epoch {data.get('epoch')}), {config['dataset']} test set")
+    print(f"{config['model']} from {args.checkpoint}, {config['dataset']} test set")
     print(report_evaluation(loss, acc, cm, classes, tta))
     return 0
 

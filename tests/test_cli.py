@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from minigru import backend, cli, cli_commands
-from minigru.train import read_checkpoint
+from minigru.models import build_model, load_trained
+from minigru.train import read_checkpoint, save_checkpoint
 
 # A tiny CNNGRU on 8x8 synthetic images: one epoch takes a fraction of a second.
 TINY = ["--model", "cnn-gru-bn", "--dataset", "synthetic-shapes", "--limit-train", "96", "--limit-test", "20",
@@ -44,6 +45,13 @@ def test_train_writes_every_file_and_evaluate_reads_them_back(tmp_path, capsys):
     assert results["tta"] is True                            # the cnn-gru-bn recipe averages with mirror images
     assert cli.main(["evaluate", str(out / "checkpoint.npz"), "--no-tta"]) == 0
     assert f"test accuracy {100 * results['test_accuracy_without_tta']:.2f}% on 20 images\n" in capsys.readouterr().out
+
+    # The same model from Python: rebuilt from the configuration inside the checkpoint, weights loaded.
+    model, loaded_config = load_trained(out)
+    assert loaded_config == config and not model.training
+    saved = read_checkpoint(out / "checkpoint.npz")["model"]
+    assert saved.keys() == model.state_dict().keys()
+    assert all(np.array_equal(model.state_dict()[k], saved[k]) for k in saved)
 
 
 def test_resume_continues_an_interrupted_run_exactly(tmp_path, monkeypatch):
@@ -158,6 +166,12 @@ def test_evaluate_errors(tmp_path, capsys):
     np.savez(foreign, w=np.zeros(3))
     assert cli.main(["evaluate", str(foreign)]) == 2
     assert "not a minigru checkpoint" in capsys.readouterr().err
+    plain = tmp_path / "plain.npz"                 # a real checkpoint, but not written by `minigru train`
+    save_checkpoint(plain, build_model("row-gru", hidden_size=3, rng=0))
+    assert cli.main(["evaluate", str(plain)]) == 2
+    assert "holds no run configuration" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="holds no run configuration"):
+        load_trained(plain)
 
 
 @pytest.mark.skipif(backend.cupy_available(), reason="checks the message shown when CuPy is missing")

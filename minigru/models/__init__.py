@@ -12,11 +12,11 @@ from .cnn_gru import CNNGRU, CNNGRU_PRESETS
 from .convgru_predictor import ConvGRUPredictor, fit_next_frame, next_frame_pairs
 from .head import READOUTS, RecurrentClassifier
 from .renet import ReNet
-from .registry import MODELS, ModelSpec, build_model, default_recipe, get_spec, model_names
+from .registry import MODELS, ModelSpec, build_model, default_recipe, get_spec, load_trained, model_names
 from .row_gru import RowGRU
 from .seed_cnn import SeedCNN
 
 __all__ = ["SeedCNN", "CNNGRU", "CNNGRU_PRESETS", "RowGRU", "ReNet", "ConvGRUPredictor", "fit_next_frame",
            "next_frame_pairs", "ImageToSequence", "RecurrentClassifier", "READOUTS",
            "conv_block", "conv_stack", "MODELS", "ModelSpec", "build_model", "default_recipe", "get_spec",
-           "model_names"]
+           "load_trained", "model_names"]

@@ -11,13 +11,17 @@ figure reported for it (docs/models.md lists the measured results).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from .cnn_gru import CNNGRU, CNNGRU_PRESETS
 from .renet import ReNet
 from .row_gru import RowGRU
 from .seed_cnn import SeedCNN
 
-__all__ = ["ModelSpec", "MODELS", "model_names", "get_spec", "build_model", "default_recipe", "RECIPE_KEYS"]
+__all__ = ["ModelSpec", "MODELS", "model_names", "get_spec", "build_model", "default_recipe", "load_trained",
+           "RECIPE_KEYS"]
 
 RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "pct_start",
                "label_smoothing", "augment", "clip_grad_norm", "val_split", "tta")
@@ -94,3 +98,28 @@ def build_model(name: str, *, rng=None, dtype=None, **overrides):
 def default_recipe(name: str) -> dict:
     """A copy of the training recipe of model ``name`` (keys: :data:`RECIPE_KEYS`)."""
     return dict(get_spec(name).recipe)
+
+
+def load_trained(path):
+    """The model of a ``minigru train`` run, with its trained weights: ``model, config = load_trained(path)``.
+
+    ``path`` is a run folder (its ``checkpoint.npz`` is read) or a checkpoint
+    file. The model is rebuilt from the run configuration stored inside the
+    checkpoint (registry name, constructor arguments, dtype) and returned in
+    evaluation mode; ``config`` is that configuration (a dict, as in
+    ``config.json``; ``config["normalize"]`` holds the input normalisation).
+    A checkpoint without a run configuration raises a ValueError that says so.
+    """
+    from ..train import read_checkpoint  # noqa: PLC0415  (minigru.train is loaded on demand)
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.npz"
+    data = read_checkpoint(path)
+    config = (data.get("extra") or {}).get("config")
+    if config is None:
+        raise ValueError(f"{path} holds no run configuration (it was not written by `minigru train`), "
+                         "so the model cannot be rebuilt")
+    model = build_model(config["model"], rng=0, dtype=np.dtype(config["dtype"]), **config["model_args"])
+    model.load_state_dict(data["model"])
+    return model.eval(), config
