@@ -21,7 +21,7 @@ def check_image_input(layer: Module, x, channels=None, dtype=None):
         hint = ": add a batch axis with x[None]" if x.ndim == 3 else ""
         raise ValueError(f"{name} expected input of shape {expected}, got {tuple(x.shape)}{hint}")
     if channels is not None and x.shape[1] != channels:
-        hint = (f": channels-last input? use x.transpose(0, 3, 1, 2)" if x.shape[3] == channels else "")
+        hint = ": channels-last input? use x.transpose(0, 3, 1, 2)" if x.shape[3] == channels else ""
         raise ValueError(f"{name} expected input of shape {expected}, got {tuple(x.shape)}{hint}")
     if np.dtype(x.dtype).kind != "f":
         raise TypeError(f"{name} expected a floating-point input, got dtype {x.dtype} "
