@@ -257,6 +257,13 @@ def test_progress_false_prints_nothing_and_true_shows_a_bar(capsys):
     trainer.fit(train, 2, val)
     out = capsys.readouterr()
     assert "epoch 2/2" in out.out + out.err and "val acc" in out.out + out.err
+    trainer.progress = "text"                              # the terminal bar, even inside Jupyter
+    trainer.fit(train, 3, val)
+    out = capsys.readouterr()
+    assert "epoch 3/3" in out.out + out.err and "val acc" in out.out + out.err
+    trainer.progress = "bars"
+    with pytest.raises(ValueError, match="progress must be True, False or 'text'"):
+        trainer.fit(train, 4, val)
 
 
 def test_fit_with_epochs_already_done_warns():

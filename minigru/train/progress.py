@@ -1,18 +1,23 @@
 """Progress display for training: a tqdm bar per epoch (a widget in Jupyter), or one line per epoch.
 
-tqdm is imported only when a bar is actually shown, from ``tqdm.auto`` so
-that notebooks get a widget and terminals a text bar. Without tqdm installed
-a plain summary line is printed at the end of each epoch; with
-``enabled=False`` nothing at all is printed.
+tqdm is imported only when a bar is actually shown. ``enabled=True`` takes it
+from ``tqdm.auto``, so that notebooks get a widget and terminals a text bar;
+``enabled="text"`` always draws the text bar, which is what a notebook saved
+with its outputs keeps (a saved widget shows only its first frame outside a
+live kernel). Without tqdm installed a plain summary line is printed at the
+end of each epoch; with ``enabled=False`` nothing at all is printed.
 """
 from __future__ import annotations
 
 __all__ = ["EpochProgress"]
 
 
-def _load_tqdm():
-    try:
-        from tqdm.auto import tqdm  # noqa: PLC0415  (optional dependency, loaded on first use)
+def _load_tqdm(text_only: bool):
+    try:  # optional dependency, loaded on first use
+        if text_only:
+            from tqdm.std import tqdm  # noqa: PLC0415
+        else:
+            from tqdm.auto import tqdm  # noqa: PLC0415
     except ImportError:
         return None
     return tqdm
@@ -21,14 +26,16 @@ def _load_tqdm():
 class EpochProgress:
     """Shows the batches of one epoch: ``update(loss)`` after each batch, ``close(summary)`` at the end."""
 
-    def __init__(self, enabled: bool, total: int | None, description: str):
-        self.enabled = enabled
+    def __init__(self, enabled, total: int | None, description: str):
+        if enabled not in (True, False, "text"):
+            raise ValueError(f"progress must be True, False or 'text', got {enabled!r}")
+        self.enabled = bool(enabled)
         self.description = description
         self._bar = None
         self._loss_sum = 0.0
         self._batches = 0
         if enabled:
-            tqdm = _load_tqdm()
+            tqdm = _load_tqdm(text_only=enabled == "text")
             if tqdm is not None:
                 self._bar = tqdm(total=total, desc=description, unit="batch", leave=True, dynamic_ncols=True)
 

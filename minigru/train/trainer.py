@@ -70,7 +70,8 @@ class Trainer:
     scheduler_step : ``"epoch"`` or ``"batch"``: when to call ``scheduler.step()``;
         by default ``"batch"`` for OneCycleLR and ``"epoch"`` for the others.
     clip_grad_norm : if given, gradients are rescaled to this total 2-norm before each step.
-    progress : show a progress bar per epoch (tqdm); False prints nothing.
+    progress : True shows a progress bar per epoch (tqdm: a widget in Jupyter, text in a terminal);
+        ``"text"`` always draws the text bar (it stays readable in a saved notebook); False prints nothing.
     on_epoch_end : a function ``f(trainer, record)`` or a list of them, called after
         every epoch with that epoch's History record; set ``trainer.stop_training = True``
         inside one to stop (early stopping).
