@@ -21,8 +21,8 @@ gradient after the backward loop (eq. M9).
 from __future__ import annotations
 
 from .activations import sigmoid
-from .rnn import (bias_gradient, check_recurrent_args, fresh_rows, gate_rows, give_back_work,
-                  halve_gate_rows, open_cache, project_inputs, take_work, to_columns)
+from .rnn import (check_recurrent_args, fresh_rows, gate_rows, give_back_work, halve_gate_rows, open_cache,
+                  project_inputs, stacked_gradients, take_work, to_columns)
 from ..backend import get_array_module
 
 __all__ = ["lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward"]
@@ -173,7 +173,6 @@ def lstm_backward(dhs, dh_last, dc_last, cache):
     """
     c = open_cache(cache, "lstm_backward")
     gates, hs_cols, cs_cols, tanh_c = c["gates"], c["hs_cols"], c["cs_cols"], c["tanh_c"]
-    x2d = c["x2d"]
     xp = get_array_module(hs_cols, dhs, dh_last, dc_last)
     steps, _, hidden, batch = gates.shape
     dtype = gates.dtype
@@ -193,13 +192,7 @@ def lstm_backward(dhs, dh_last, dc_last, cache):
     # eq. M9: the weight gradients of all steps at once, one GEMM each
     rows = take_work(xp, (4 * hidden, steps * batch), dtype)
     da_rows = gate_rows(da.reshape(steps, 4 * hidden, batch), out=rows)
-    dweight_hh = da_rows @ c["hs_rows"][:-1].reshape(steps * batch, hidden)
-    dweight_ih = da_rows @ x2d
-    dx = (da_rows.T @ c["weight_ih"]).reshape(steps, batch, x2d.shape[1])
-    dbias_ih = dbias_hh = None
-    if c["has_bias"]:
-        dbias_ih = bias_gradient(da_rows)
-        dbias_hh = dbias_ih.copy()
+    dx, dweight_ih, dweight_hh, dbias_ih, dbias_hh = stacked_gradients(da_rows, c)
     give_back_work(dh_all, da, rows, *c["work"])
     return (dx, carry_h.T.copy(), carry_c.T.copy(),
             dweight_ih, dweight_hh, dbias_ih, dbias_hh)

@@ -226,6 +226,29 @@ def bias_gradient(da_rows):
     return da_rows @ xp.ones(da_rows.shape[1], dtype=da_rows.dtype)
 
 
+def stacked_gradients(da_rows, cache):
+    """The gradients that need no time loop, from the pre-activation gradients of all steps at once.
+
+    da_rows: (G*H, T*N), column ``t*N + n`` holding step t of sequence n (see :func:`gate_rows`);
+    ``cache`` is the opened forward cache (``x2d``, ``hs_rows``, ``weight_ih``, ``has_bias``).
+    Returns ``(dx, dweight_ih, dweight_hh, dbias_ih, dbias_hh)``: (T, N, I), (G*H, I), (G*H, H),
+    (G*H,), (G*H,) (the biases None without them). Σ_t over all steps is one GEMM each (eqs. R5, M9):
+    every step uses the same weights, so their per-step gradients add up. Both bias vectors get
+    the same gradient: each adds to the same pre-activation (the GRU's b_hn under reset_after does
+    not, so gru_backward does its own).
+    """
+    x2d, hs_rows = cache["x2d"], cache["hs_rows"]
+    steps, batch, hidden = hs_rows.shape[0] - 1, hs_rows.shape[1], hs_rows.shape[2]
+    dweight_hh = da_rows @ hs_rows[:-1].reshape(steps * batch, hidden)
+    dweight_ih = da_rows @ x2d
+    dx = (da_rows.T @ cache["weight_ih"]).reshape(steps, batch, x2d.shape[1])
+    dbias_ih = dbias_hh = None
+    if cache["has_bias"]:
+        dbias_ih = bias_gradient(da_rows)
+        dbias_hh = dbias_ih.copy()
+    return dx, dweight_ih, dweight_hh, dbias_ih, dbias_hh
+
+
 def halve_gate_rows(a, gates, hidden):
     """A copy of a stacked weight (G*H, K) or bias (G*H,) with the rows of the listed gates times 1/2.
 
@@ -317,7 +340,7 @@ def rnn_backward(dhs, dh_last, cache):
     The cache is consumed.
     """
     c = open_cache(cache, "rnn_backward")
-    x2d, hs_cols, weight_hh = c["x2d"], c["hs_cols"], c["weight_hh"]
+    hs_cols, weight_hh = c["hs_cols"], c["weight_hh"]
     xp = get_array_module(hs_cols, dhs, dh_last)
     steps, hidden, batch = hs_cols.shape[0] - 1, hs_cols.shape[1], hs_cols.shape[2]
     dtype = hs_cols.dtype
@@ -345,12 +368,6 @@ def rnn_backward(dhs, dh_last, cache):
         xp.matmul(w_hh_t, da[t], out=carry)  # eq. R3: ∂L/∂h_{t-1} through W_hh
     da_rows = gate_rows(da, out=dphi)        # (H, T*N); dphi is no longer needed
     # eq. R5: Σ_t da_t^T h_{t-1} is one GEMM over the stacked steps
-    dweight_hh = da_rows @ c["hs_rows"][:-1].reshape(steps * batch, hidden)
-    dweight_ih = da_rows @ x2d
-    dx = (da_rows.T @ c["weight_ih"]).reshape(steps, batch, x2d.shape[1])
-    dbias_ih = dbias_hh = None
-    if c["has_bias"]:
-        dbias_ih = bias_gradient(da_rows)
-        dbias_hh = dbias_ih.copy()
+    dx, dweight_ih, dweight_hh, dbias_ih, dbias_hh = stacked_gradients(da_rows, c)
     give_back_work(da, dphi, *c["work"])
     return dx, carry.T.copy(), dweight_ih, dweight_hh, dbias_ih, dbias_hh
