@@ -17,13 +17,13 @@ Every result is a NumPy array (CuPy data is copied to the host first).
 """
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from typing import NamedTuple
 
 import numpy as np
 
 from . import backend, nn
+from ._plotting import finish_figure, new_figure
 from . import functional as F
 
 __all__ = ["GateRecord", "Trajectory", "record_gru_gates", "saliency_map", "conv_filters", "hidden_state_trajectory",
@@ -275,26 +275,6 @@ def hidden_state_trajectory(states, n_components=2) -> Trajectory:
 
 
 # ------------------------------------------------------------------------------------------ plots
-def _figure(figsize, path):
-    if path is not None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415  (optional dependency)
-        from matplotlib.figure import Figure  # noqa: PLC0415
-        fig = Figure(figsize=figsize)
-        FigureCanvasAgg(fig)
-        return fig
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    return plt.figure(figsize=figsize)
-
-
-def _finish(fig, path, title):
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(os.fspath(path), dpi=100)
-    return fig
-
-
 def _grid(count, ncols):
     ncols = max(1, min(int(ncols), count))
     return -(-count // ncols), ncols
@@ -306,7 +286,7 @@ def plot_filters(conv_layer, ncols=8, channel=None, path=None, title=None):
     filters = conv_filters(conv_layer)
     K, C = filters.shape[:2]
     rows, cols = _grid(K, ncols)
-    fig = _figure((1.2 * cols, 1.2 * rows + 0.4), path)
+    fig = new_figure((1.2 * cols, 1.2 * rows + 0.4), path)
     for k, ax in enumerate(fig.subplots(rows, cols, squeeze=False).ravel()):
         ax.set_axis_off()
         if k >= K:
@@ -316,7 +296,7 @@ def plot_filters(conv_layer, ncols=8, channel=None, path=None, title=None):
         else:
             tile = filters[k].mean(axis=0) if channel is None else filters[k, channel]
             ax.imshow(tile, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    return _finish(fig, path, title)
+    return finish_figure(fig, path, title)
 
 
 def plot_gates(record, sample=0, gates=("r", "z", "n", "h"), path=None, title=None):
@@ -327,7 +307,7 @@ def plot_gates(record, sample=0, gates=("r", "z", "n", "h"), path=None, title=No
     if not isinstance(record, GateRecord):
         raise TypeError(f"plot_gates expects a GateRecord (one entry of record_gru_gates' result), "
                         f"got {type(record).__name__}")
-    fig = _figure((3.2 * len(gates), 3.0), path)
+    fig = new_figure((3.2 * len(gates), 3.0), path)
     for ax, name in zip(np.atleast_1d(fig.subplots(1, len(gates))), gates):
         values = getattr(record, name)[:, sample]                      # (T, H) or (T, C, Ho, Wo)
         values = values.reshape(values.shape[0], values.shape[1], -1).mean(axis=2)
@@ -338,7 +318,7 @@ def plot_gates(record, sample=0, gates=("r", "z", "n", "h"), path=None, title=No
         ax.set_xlabel("time step")
         ax.set_ylabel("unit")
         fig.colorbar(image, ax=ax, fraction=0.046)
-    return _finish(fig, path, title)
+    return finish_figure(fig, path, title)
 
 
 def _displayable(image):
@@ -352,7 +332,7 @@ def plot_saliency(images, saliency, ncols=8, path=None, title=None):
     """Each image (top) above its saliency map (bottom). images (N, C, H, W), saliency (N, H, W). Returns the Figure."""
     count = min(len(saliency), int(ncols))
     saliency = backend.to_numpy(saliency)
-    fig = _figure((1.6 * count, 3.4), path)
+    fig = new_figure((1.6 * count, 3.4), path)
     axes = fig.subplots(2, count, squeeze=False)
     for i in range(count):
         image = _displayable(images[i])
@@ -360,7 +340,7 @@ def plot_saliency(images, saliency, ncols=8, path=None, title=None):
         axes[1, i].imshow(saliency[i], cmap="hot", interpolation="nearest")
         axes[0, i].set_axis_off()
         axes[1, i].set_axis_off()
-    return _finish(fig, path, title)
+    return finish_figure(fig, path, title)
 
 
 def plot_trajectory(trajectory, max_sequences=10, path=None, title=None):
@@ -368,7 +348,7 @@ def plot_trajectory(trajectory, max_sequences=10, path=None, title=None):
     points = trajectory.points
     if points.shape[-1] < 2:
         raise ValueError("plot_trajectory needs a Trajectory with at least 2 components")
-    fig = _figure((4.5, 4.0), path)
+    fig = new_figure((4.5, 4.0), path)
     ax = fig.subplots()
     for n in range(min(points.shape[1], int(max_sequences))):
         line = ax.plot(points[:, n, 0], points[:, n, 1], "-", marker=".", alpha=0.8)[0]
@@ -377,4 +357,4 @@ def plot_trajectory(trajectory, max_sequences=10, path=None, title=None):
     ax.set_xlabel(f"PC 1 ({100 * ratio[0]:.0f}% of variance)")
     ax.set_ylabel(f"PC 2 ({100 * ratio[1]:.0f}% of variance)")
     ax.grid(alpha=0.3)
-    return _finish(fig, path, title)
+    return finish_figure(fig, path, title)

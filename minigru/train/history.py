@@ -13,6 +13,8 @@ import json
 import math
 import os
 
+from .._plotting import finish_figure, new_figure
+
 __all__ = ["History", "plot_history"]
 
 FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
@@ -120,14 +122,7 @@ def plot_history(history: History, path=None, title: str | None = None):
     """
     if not len(history):
         raise ValueError("the history is empty: train at least one epoch before plotting")
-    if path is not None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415  (optional dependency)
-        from matplotlib.figure import Figure  # noqa: PLC0415
-        fig = Figure(figsize=(11, 3.4))
-        FigureCanvasAgg(fig)
-    else:
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-        fig = plt.figure(figsize=(11, 3.4))
+    fig = new_figure((11, 3.4), path)
     axes = fig.subplots(1, 3)
     epochs = history.epoch
     for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
@@ -146,9 +141,4 @@ def plot_history(history: History, path=None, title: str | None = None):
     axes[2].set_xlabel("epoch")
     axes[2].set_ylabel("learning rate (epoch start)")
     axes[2].grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(os.fspath(path), dpi=100)
-    return fig
+    return finish_figure(fig, path, title)
