@@ -239,10 +239,8 @@ def test_single_parameter_and_generator_are_accepted(rng):
 
 
 # ---------------------------------------------------------------- clipping
-@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, float("inf")])
-@pytest.mark.parametrize("max_norm", [0.5, 1e3])
-def test_clip_grad_norm_matches_torch(xp, rng, norm_type, max_norm):
-    torch = pytest.importorskip("torch")
+def same_gradients_in_torch(torch, xp, rng):
+    """minigru parameters with random gradients, and torch tensors holding the same gradients."""
     params = make_params(xp, rng)
     grads = grad_sequence(rng, steps=1)[0]
     tparams = []
@@ -251,6 +249,14 @@ def test_clip_grad_norm_matches_torch(xp, rng, norm_type, max_norm):
         t = torch.zeros(p.shape, dtype=torch.float64, requires_grad=True)
         t.grad = torch.tensor(g)
         tparams.append(t)
+    return params, tparams
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, float("inf")])
+@pytest.mark.parametrize("max_norm", [0.5, 1e3])
+def test_clip_grad_norm_matches_torch(xp, rng, norm_type, max_norm):
+    torch = pytest.importorskip("torch")
+    params, tparams = same_gradients_in_torch(torch, xp, rng)
     total = optim.clip_grad_norm_(params, max_norm, norm_type=norm_type)
     expected_total = torch.nn.utils.clip_grad_norm_(tparams, max_norm, norm_type=norm_type)
     assert abs(float(total) - float(expected_total)) <= 1e-12 * float(expected_total)
@@ -293,14 +299,7 @@ def test_clip_grad_norm_float32_and_empty(rng):
 
 def test_clip_grad_value_matches_torch(xp, rng):
     torch = pytest.importorskip("torch")
-    params = make_params(xp, rng)
-    grads = grad_sequence(rng, steps=1)[0]
-    tparams = []
-    for p, g in zip(params, grads):
-        p.grad[...] = xp.asarray(g)
-        t = torch.zeros(p.shape, dtype=torch.float64, requires_grad=True)
-        t.grad = torch.tensor(g)
-        tparams.append(t)
+    params, tparams = same_gradients_in_torch(torch, xp, rng)
     optim.clip_grad_value_(params, 0.7)
     torch.nn.utils.clip_grad_value_(tparams, 0.7)
     for p, t in zip(params, tparams):
