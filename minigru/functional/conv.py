@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._checks import pair as _pair
 from ..backend import get_array_module
 from . import _workspace
 
@@ -62,18 +63,6 @@ class ConvGeometry(NamedTuple):
     Wp: int
     Ho: int      # output height
     Wo: int
-
-
-def _pair(value, name):
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair (h, w), got {value!r}")
-        pair = tuple(value)
-    else:
-        pair = (value, value)
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return int(pair[0]), int(pair[1])
 
 
 def _pads(padding, kh, kw, sh, sw):

@@ -18,7 +18,7 @@ one sequence of the second GRU's batch (N·J of them, I steps long).
 from __future__ import annotations
 
 from ..backend import get_array_module
-from .conv import _pair
+from .._checks import pair
 
 __all__ = ["patch_rows_forward", "patch_rows_backward", "rows_to_columns_forward", "rows_to_columns_backward",
            "columns_to_image_forward", "columns_to_image_backward", "patch_grid"]
@@ -40,7 +40,7 @@ def patch_rows_forward(x, patch_size):
     patch row, then patch column: the order of a Conv2d weight's (C, kh, kw)).
     """
     xp = get_array_module(x)
-    ph, pw = _pair(patch_size, "patch_size")
+    ph, pw = pair(patch_size, "patch_size")
     if x.ndim != 4:
         raise ValueError(f"patch_rows: x must have shape (N, C, H, W), got {tuple(x.shape)}")
     N, C, H, W = x.shape
@@ -123,7 +123,7 @@ def columns_to_image_backward(dout, cache):
 
 def patch_grid(image_size, patch_size):
     """(I, J): the number of patch rows and columns of an (H, W) image; a ValueError if they do not divide."""
-    ph, pw = _pair(patch_size, "patch_size")
+    ph, pw = pair(patch_size, "patch_size")
     H, W = image_size
     if ph < 1 or pw < 1 or H % ph or W % pw:
         raise ValueError(f"a {H}x{W} image cannot be cut into {ph}x{pw} patches; H and W must be multiples "

@@ -20,17 +20,10 @@ import numpy as np
 
 from .. import backend
 from ..nn import BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential
-from ..nn.conv import check_image_input
+from .._checks import check_image_input, positive_int
 
 __all__ = ["conv_block", "conv_stack", "mlp_classifier", "ImageToSequence", "check_widths", "positive_int", "image_hw",
            "feature_map_size", "block_convs"]
-
-
-def positive_int(owner: str, name: str, value) -> int:
-    """``value`` as an int, or a ValueError naming the argument if it is not a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def check_widths(owner: str, widths) -> tuple:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import functional as F
-from .linear import check_float_input
+from .._checks import check_float_input
 from .module import Module
 
 __all__ = ["ReLU", "Tanh", "Sigmoid", "Softmax"]

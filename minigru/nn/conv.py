@@ -1,34 +1,14 @@
 """Conv2d: a 2-D convolution layer with torch's names, arguments and weight layout (docs/derivations.md §C)."""
 from __future__ import annotations
 
-import numpy as np
-
 from .. import backend
 from .. import functional as F
-from ..functional.conv import _pair, conv_geometry
+from .._checks import check_image_input, pair
+from ..functional.conv import conv_geometry
 from . import init
 from .module import Module
 
 __all__ = ["Conv2d"]
-
-
-def check_image_input(layer: Module, x, channels=None, dtype=None):
-    """Clear errors for a layer input that is not a (N, C, H, W) floating array (with ``channels`` and ``dtype``)."""
-    name = type(layer).__name__
-    backend.backend_of(x)  # TypeError naming a non-array (with a hint for torch tensors)
-    expected = f"(N, {channels}, H, W)" if channels is not None else "(N, C, H, W)"
-    if x.ndim != 4:
-        hint = ": add a batch axis with x[None]" if x.ndim == 3 else ""
-        raise ValueError(f"{name} expected input of shape {expected}, got {tuple(x.shape)}{hint}")
-    if channels is not None and x.shape[1] != channels:
-        hint = ": channels-last input? use x.transpose(0, 3, 1, 2)" if x.shape[3] == channels else ""
-        raise ValueError(f"{name} expected input of shape {expected}, got {tuple(x.shape)}{hint}")
-    if np.dtype(x.dtype).kind != "f":
-        raise TypeError(f"{name} expected a floating-point input, got dtype {x.dtype} "
-                        f"(images as uint8? convert with x.astype(np.float32) / 255)")
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(f"{name} has {np.dtype(dtype)} parameters but got a {x.dtype} input; cast the data "
-                        f"with x.astype(np.{np.dtype(dtype)}) or the model with model.to(np.{x.dtype})")
 
 
 class Conv2d(Module):
@@ -56,9 +36,9 @@ class Conv2d(Module):
                              f"out_channels={out_channels}")
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = pair(stride, "stride")
+        self.padding = padding if isinstance(padding, str) else pair(padding, "padding")
         self.input_grad = bool(input_grad)
         # checks kernel, stride and padding now rather than at the first forward
         conv_geometry((1, in_channels, *self.kernel_size), self.kernel_size, self.stride, self.padding)

@@ -23,18 +23,17 @@ import math
 
 from .. import backend
 from .. import functional as F
-from ..functional.conv import _pair, conv_geometry
+from .._checks import check_image_input, pair, positive_int
+from ..functional.conv import conv_geometry
 from ..functional.convgru import convgru_state_size
 from . import init
-from .conv import check_image_input
 from .module import Module
-from .rnn import _positive_int
 
 __all__ = ["ConvGRU", "ConvGRUCell"]
 
 
 def _odd_kernel(owner, kernel_size):
-    kh, kw = _pair(kernel_size, "kernel_size")
+    kh, kw = pair(kernel_size, "kernel_size")
     if kh < 1 or kw < 1 or kh % 2 == 0 or kw % 2 == 0:
         raise ValueError(f"{owner}: kernel_size must be odd (the recurrent convolution keeps the state's size "
                          f"with 'same' padding), got {kernel_size!r}")
@@ -47,14 +46,14 @@ class _ConvGRUParams(Module):
     def _setup(self, input_channels, hidden_channels, kernel_size, bias, reset_after, input_kernel_size,
                input_stride, input_padding):
         name = type(self).__name__
-        self.input_channels = _positive_int(name, "input_channels", input_channels)
-        self.hidden_channels = _positive_int(name, "hidden_channels", hidden_channels)
+        self.input_channels = positive_int(name, "input_channels", input_channels)
+        self.hidden_channels = positive_int(name, "hidden_channels", hidden_channels)
         self.kernel_size = _odd_kernel(name, kernel_size)
-        self.input_kernel_size = _pair(kernel_size if input_kernel_size is None else input_kernel_size,
+        self.input_kernel_size = pair(kernel_size if input_kernel_size is None else input_kernel_size,
                                        "input_kernel_size")
-        self.input_stride = _pair(input_stride, "input_stride")
+        self.input_stride = pair(input_stride, "input_stride")
         kh_i, kw_i = self.input_kernel_size
-        self.input_padding = (kh_i // 2, kw_i // 2) if input_padding is None else _pair(input_padding,
+        self.input_padding = (kh_i // 2, kw_i // 2) if input_padding is None else pair(input_padding,
                                                                                         "input_padding")
         # checks the input convolution's geometry now (raises for a kernel bigger than its padded input)
         conv_geometry((1, 1, kh_i, kw_i), self.input_kernel_size, self.input_stride, self.input_padding)
@@ -140,7 +139,7 @@ class ConvGRU(_ConvGRUParams):
         super().__init__()
         self._setup(input_channels, hidden_channels, kernel_size, bias, reset_after, input_kernel_size,
                     input_stride, input_padding)
-        self.num_layers = _positive_int("ConvGRU", "num_layers", num_layers)
+        self.num_layers = positive_int("ConvGRU", "num_layers", num_layers)
         self.batch_first = bool(batch_first)
         rng = backend.make_rng(rng)
         bound = 1.0 / math.sqrt(self.hidden_channels * self.kernel_size[0] * self.kernel_size[1])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import backend
 from .. import functional as F
-from .linear import check_float_input
+from .._checks import check_float_input
 from .module import Module
 
 __all__ = ["Dropout"]

@@ -5,22 +5,11 @@ import numpy as np
 
 from .. import backend
 from .. import functional as F
+from .._checks import check_float_input
 from . import init
 from .module import Module
 
-__all__ = ["Linear", "Identity", "Flatten", "check_float_input"]
-
-
-def check_float_input(layer: Module, x, dtype=None, what: str = "input"):
-    """Clear errors for a layer input that is not a floating array (of the layer's ``dtype``)."""
-    if not backend.is_array(x):
-        backend.backend_of(x)  # TypeError naming the type (with a hint for torch tensors)
-    if np.dtype(x.dtype).kind != "f":
-        raise TypeError(f"{type(layer).__name__} expected a floating-point {what}, got dtype {x.dtype}")
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(f"{type(layer).__name__} has {np.dtype(dtype)} parameters but got a {x.dtype} {what}; "
-                        f"cast the data with x.astype(np.{np.dtype(dtype)}) or the model with "
-                        f"model.to(np.{x.dtype})")
+__all__ = ["Linear", "Identity", "Flatten"]
 
 
 class Linear(Module):

@@ -12,7 +12,7 @@ import numpy as np
 from .. import backend
 from .. import functional as F
 from . import init
-from .linear import check_float_input
+from .._checks import check_float_input
 from .module import Module
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..functional.conv import _pair
-from .conv import check_image_input
+from .._checks import check_image_input, pair
 from .activation import ReLU
 from .linear import Identity
 from .module import Module, Sequential
@@ -19,12 +18,12 @@ class _Pool2d(Module):
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
-        kh, kw = _pair(kernel_size, "kernel_size")
-        ph, pw = _pair(padding, "padding")
+        kh, kw = pair(kernel_size, "kernel_size")
+        ph, pw = pair(padding, "padding")
         if 2 * ph > kh or 2 * pw > kw or ph < 0 or pw < 0:
             raise ValueError(f"{type(self).__name__}: padding should be between 0 and half of the kernel size "
                              f"(as in torch), got padding={padding!r} and kernel_size={kernel_size!r}")
-        _pair(self.stride, "stride")
+        pair(self.stride, "stride")
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

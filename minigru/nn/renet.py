@@ -22,11 +22,9 @@ rows (or columns) of all images run as ONE batch of the GRU kernel.
 from __future__ import annotations
 
 from .. import functional as F
-from ..functional.conv import _pair
-from .conv import check_image_input
+from .._checks import check_image_input, pair, positive_int
 from .gru import GRU
 from .module import Module
-from .rnn import _positive_int
 
 __all__ = ["ReNetLayer"]
 
@@ -46,9 +44,9 @@ class ReNetLayer(Module):
     def __init__(self, in_channels, hidden_size, patch_size=(2, 2), bias=True, reset_after=True, *, rng=None,
                  dtype=None):
         super().__init__()
-        self.in_channels = _positive_int("ReNetLayer", "in_channels", in_channels)
-        self.hidden_size = _positive_int("ReNetLayer", "hidden_size", hidden_size)
-        self.patch_size = _pair(patch_size, "patch_size")
+        self.in_channels = positive_int("ReNetLayer", "in_channels", in_channels)
+        self.hidden_size = positive_int("ReNetLayer", "hidden_size", hidden_size)
+        self.patch_size = pair(patch_size, "patch_size")
         if min(self.patch_size) < 1:
             raise ValueError(f"ReNetLayer: patch_size must be positive, got {patch_size!r}")
         ph, pw = self.patch_size

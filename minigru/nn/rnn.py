@@ -20,17 +20,12 @@ import warnings
 import numpy as np
 
 from .. import backend
+from .._checks import positive_int
 from .. import functional as F
 from . import init
 from .module import Module, is_grad_enabled
 
 __all__ = ["RNNBase", "RNN", "RNNCellBase", "RNNCell"]
-
-
-def _positive_int(owner, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def check_layer_input(owner, x, p, expected_features, layout):
@@ -65,9 +60,9 @@ class RNNBase(Module):
                  bidirectional=False, *, rng=None, dtype=None):
         super().__init__()
         name = type(self).__name__
-        self.input_size = _positive_int(name, "input_size", input_size)
-        self.hidden_size = _positive_int(name, "hidden_size", hidden_size)
-        self.num_layers = _positive_int(name, "num_layers", num_layers)
+        self.input_size = positive_int(name, "input_size", input_size)
+        self.hidden_size = positive_int(name, "hidden_size", hidden_size)
+        self.num_layers = positive_int(name, "num_layers", num_layers)
         if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
             raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
         if dropout > 0 and num_layers == 1:
@@ -324,8 +319,8 @@ class RNNCellBase(Module):
     def __init__(self, input_size, hidden_size, bias=True, *, rng=None, dtype=None):
         super().__init__()
         name = type(self).__name__
-        self.input_size = _positive_int(name, "input_size", input_size)
-        self.hidden_size = _positive_int(name, "hidden_size", hidden_size)
+        self.input_size = positive_int(name, "input_size", input_size)
+        self.hidden_size = positive_int(name, "hidden_size", hidden_size)
         self.bias = bool(bias)
         rng = backend.make_rng(rng)
         bound = 1.0 / math.sqrt(self.hidden_size)
