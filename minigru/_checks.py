@@ -90,6 +90,6 @@ def check_grad_shape(owner: str, name: str, grad, expected, optional: bool = Fal
         raise TypeError(f"{owner}: {name} must be an array of shape {tuple(expected)}, got a "
                         f"{type(grad).__name__}")
     if tuple(grad.shape) != tuple(expected):
-        raise ValueError(f"{owner}: {name} must have the shape of what forward produced, {tuple(expected)}, "
+        raise ValueError(f"{owner}: {name} must have shape {tuple(expected)} (the shape its forward produced), "
                          f"got {tuple(grad.shape)}")
     return grad

@@ -246,7 +246,7 @@ def test_make_assignment_writes_the_student_copy(assignment):
                                                       "pyproject.toml"]
     gru = (out / "minigru/functional/gru.py").read_text()
     assert "raise NotImplementedError('Exercise gru (gru_step_forward): r = sigmoid(" in gru
-    assert "### HINT: Name the results r, z, hn, n, h_next." in gru
+    assert "### HINT: Name the results r, z, hidden_n (reset_after only), n, h_next." in gru
     assert "### BEGIN SOLUTION" not in gru and "r = sigmoid(x @ w_ir.T" not in gru
     assert "def gru_forward(" in gru                                      # the rest of the file is intact
     for kept in ("conv.py", "lstm.py", "loss.py"):                        # not selected: identical to the library

@@ -309,7 +309,7 @@ def test_gru_rejects_bad_inputs():
     with pytest.raises(TypeError, match="NumPy or CuPy array"):
         gru([[0.0] * 96])
     gru(np.zeros((4, 5, 96), dtype=np.float32))
-    with pytest.raises(ValueError, match="dout must have the output's shape"):
+    with pytest.raises(ValueError, match="dout must have shape"):
         gru.backward(np.zeros((5, 4, 8), dtype=np.float32))
     with pytest.raises(ValueError, match="dropout"):
         nn.GRU(3, 4, dropout=1.5)

@@ -29,24 +29,72 @@ stride-2 input convolution turns (H, W) frames into (H/2, W/2) states.
 Shapes: T steps, N sequences, C_in input channels, C hidden channels, frames
 (H, W), states (Ho, Wo), P = N·Ho·Wo pixels of a state batch.
 
-The sequence kernels follow the fast GRU (eqs. CG8-CG10): the input
+Two tiers, as for the GRU (see :mod:`minigru.functional`): the step kernels
+are written with :func:`conv2d_forward` for reading; the sequence kernels are
+fused for speed and follow the fast GRU (eqs. CG8-CG10): the input
 convolutions of all T steps are ONE im2col and ONE GEMM; per step only the
 recurrent convolution(s) and in-place gate arithmetic remain; every weight
 gradient is one GEMM after the backward loop. Inside the loop states are
 kept channel-major, (C, N, Ho, Wo): the GEMM ``U_mat @ cols`` produces
 exactly that layout, with each gate's block contiguous.
+
+Names: ``hidden_n`` is always ``U_hn * h + b_hn`` under reset_after (what r
+multiplies, CG4), ``rh`` always ``r ⊙ h`` under reset_before (what U_hn
+convolves, CG3).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import numpy as np
 
+from .._checks import check_grad_shape
 from ..backend import get_array_module
+from ._recurrent import SequenceCache, bias_gradient, open_cache
 from .activations import sigmoid
 from .conv import col2im, conv2d_backward, conv2d_forward, conv_geometry, im2col
-from .rnn import bias_gradient, open_cache
 
 __all__ = ["convgru_step_forward", "convgru_step_backward", "convgru_forward", "convgru_backward",
-           "convgru_state_size"]
+           "convgru_state_size", "ConvGRUStepCache", "ConvGRUCache"]
+
+
+class ConvGRUStepCache(NamedTuple):
+    """What :func:`convgru_step_backward` needs from :func:`convgru_step_forward`: h_prev, the gates
+    r, z and candidate n (N, C, Ho, Wo), ``hidden_n`` = U_hn * h + b_hn under reset_after (else
+    None), the caches of the input convolution and of the recurrent one(s)."""
+    h_prev: object
+    r: object
+    z: object
+    n: object
+    hidden_n: object
+    conv_x: tuple
+    conv_h: tuple
+    reset_after: bool
+    has_bias: bool
+
+
+@dataclass(kw_only=True, eq=False)
+class ConvGRUCache(SequenceCache):
+    """The cache of :func:`convgru_forward` (channel-major, P = N·Ho·Wo pixels).
+
+    gates (T, 3, C, P): r, z, n of every step; hs (T+1, C, P): h_0..h_T; hidden_n (T, C, P):
+    U_hn * h_t + b_hn under reset_after, else None; rh (T, C, P): r ⊙ h_t under reset_before, else
+    None; x_cols: im2col of all input frames; x_shape, stride, pad_in, state (Ho, Wo): geometry.
+    """
+    x_shape: tuple
+    x_cols: object
+    gates: object
+    hs: object
+    hidden_n: object
+    rh: object
+    weight_ih: object
+    weight_hh: object
+    stride: object
+    pad_in: object
+    state: tuple
+    has_bias: bool
+    reset_after: bool
 
 
 # ----------------------------------------------------------------------- checks and geometry
@@ -139,21 +187,22 @@ def convgru_step_forward(x, h_prev, weight_ih, weight_hh, bias_ih, bias_hh, stri
         b_rz, b_n = bias_hh[:2 * hidden], bias_hh[2 * hidden:]
     if reset_after:
         gh, cache_h = conv2d_forward(h_prev, weight_hh, bias_hh, 1, same)
-        gh_r, gh_z, hn = _thirds(gh, axis=1)
+        gh_r, gh_z, hidden_n = _thirds(gh, axis=1)
         r = sigmoid(gx_r + gh_r)                          # CG1
         z = sigmoid(gx_z + gh_z)                          # CG2
-        n = xp.tanh(gx_n + r * hn)                        # CG4
+        n = xp.tanh(gx_n + r * hidden_n)                  # CG4
         convs = (cache_h,)
     else:
         grz, cache_rz = conv2d_forward(h_prev, weight_hh[:2 * hidden], b_rz, 1, same)
         r = sigmoid(gx_r + grz[:, :hidden])               # CG1
         z = sigmoid(gx_z + grz[:, hidden:])               # CG2
-        hn, cache_n = conv2d_forward(r * h_prev, weight_hh[2 * hidden:], b_n, 1, same)
-        n = xp.tanh(gx_n + hn)                            # CG3
+        recurrent_n, cache_n = conv2d_forward(r * h_prev, weight_hh[2 * hidden:], b_n, 1, same)
+        n = xp.tanh(gx_n + recurrent_n)                   # CG3
+        hidden_n = None
         convs = (cache_rz, cache_n)
     h_next = (1 - z) * n + z * h_prev                     # CG5
-    cache = {"h_prev": h_prev, "r": r, "z": z, "n": n, "hn": hn, "conv_x": cache_x, "conv_h": convs,
-             "reset_after": reset_after, "has_bias": bias_ih is not None}
+    cache = ConvGRUStepCache(h_prev=h_prev, r=r, z=z, n=n, hidden_n=hidden_n, conv_x=cache_x, conv_h=convs,
+                             reset_after=reset_after, has_bias=bias_ih is not None)
     return h_next, cache
 
 
@@ -165,21 +214,19 @@ def convgru_step_backward(dh_next, cache):
     (3C, C_in, kh_i, kw_i), (3C, C, kh, kw), (3C,), (3C,); the bias gradients
     are None when the step ran without biases.
     """
-    h_prev, r, z, n, hn = cache["h_prev"], cache["r"], cache["z"], cache["n"], cache["hn"]
+    check_grad_shape("convgru_step_backward", "dh_next", dh_next, cache.h_prev.shape)
+    h_prev, r, z, n = cache.h_prev, cache.r, cache.z, cache.n
     xp = get_array_module(dh_next, h_prev)
-    if tuple(dh_next.shape) != tuple(h_prev.shape):
-        raise ValueError(f"convgru_step_backward: dh_next must have the state's shape {tuple(h_prev.shape)}, "
-                         f"got {tuple(dh_next.shape)}")
     dh_prev = dh_next * z                                 # CG6: the direct path
     da_z = dh_next * (h_prev - n) * z * (1 - z)
     da_n = dh_next * (1 - z) * (1 - n * n)
-    if cache["reset_after"]:
-        (cache_h,) = cache["conv_h"]
-        da_r = da_n * hn * r * (1 - r)                    # CG7, reset_after: dr = da_n ⊙ (U_hn * h + b_hn)
+    if cache.reset_after:
+        (cache_h,) = cache.conv_h
+        da_r = da_n * cache.hidden_n * r * (1 - r)                    # CG7, reset_after: dr = da_n ⊙ (U_hn * h + b_hn)
         dh_conv, dweight_hh, dbias_hh = conv2d_backward(xp.concatenate([da_r, da_z, da_n * r], axis=1), cache_h)
         dh_prev += dh_conv
     else:
-        cache_rz, cache_n = cache["conv_h"]
+        cache_rz, cache_n = cache.conv_h
         d_rh, dweight_hn, dbias_hn = conv2d_backward(da_n, cache_n)   # d(r ⊙ h): the transposed convolution
         da_r = d_rh * h_prev * r * (1 - r)                # CG7, reset_before
         dh_prev += d_rh * r
@@ -187,7 +234,7 @@ def convgru_step_backward(dh_next, cache):
         dh_prev += dh_conv
         dweight_hh = xp.concatenate([dweight_hrz, dweight_hn], axis=0)
         dbias_hh = None if dbias_hn is None else xp.concatenate([dbias_hrz, dbias_hn])
-    dx, dweight_ih, dbias_ih = conv2d_backward(xp.concatenate([da_r, da_z, da_n], axis=1), cache["conv_x"])
+    dx, dweight_ih, dbias_ih = conv2d_backward(xp.concatenate([da_r, da_z, da_n], axis=1), cache.conv_x)
     return dx, dh_prev, dweight_ih, dweight_hh, dbias_ih, dbias_hh
 
 
@@ -241,22 +288,25 @@ def convgru_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, stride=1, pad
     del proj
     hs = xp.empty((steps + 1, hidden, pixels), dtype=x.dtype)              # hs[t]: h_t, channel-major
     hs[0] = 0 if h0 is None else h0.transpose(1, 0, 2, 3).reshape(hidden, pixels)
-    # aux[t]: reset_after: U_hn * h_t + b_hn (for dr, CG7); else r ⊙ h_t (the input of U_hn, for dU_hn)
-    aux = xp.empty((steps, hidden, pixels), dtype=x.dtype)
+    # reset_after keeps hidden_n[t] = U_hn * h_t + b_hn (for dr, CG7); reset_before keeps
+    # rh[t] = r ⊙ h_t (the input of U_hn, for dU_hn)
+    kept = xp.empty((steps, hidden, pixels), dtype=x.dtype)
     if reset_after:
+        hidden_n, rh = kept, None
         b_hn = None if bias_hh is None else bias_hh[2 * hidden:, None]
-        _loop_reset_after(xp, gates, hs, aux, weight_hh, b_hn, batch, Ho, Wo)
+        _loop_reset_after(xp, gates, hs, hidden_n, weight_hh, b_hn, batch, Ho, Wo)
     else:
-        _loop_reset_before(xp, gates, hs, aux, weight_hh, batch, Ho, Wo)
+        hidden_n, rh = None, kept
+        _loop_reset_before(xp, gates, hs, rh, weight_hh, batch, Ho, Wo)
     out = xp.empty((steps, batch, hidden, Ho, Wo), dtype=x.dtype)
     out[...] = hs[1:].reshape(steps, hidden, batch, Ho, Wo).transpose(0, 2, 1, 3, 4)
-    cache = {"x_shape": tuple(x.shape), "x_cols": x_cols, "gates": gates, "hs": hs, "aux": aux,
-             "weight_ih": weight_ih, "weight_hh": weight_hh, "stride": stride, "pad_in": pad_in,
-             "state": (Ho, Wo), "has_bias": bias_ih is not None, "reset_after": reset_after, "work": ()}
+    cache = ConvGRUCache(x_shape=tuple(x.shape), x_cols=x_cols, gates=gates, hs=hs, hidden_n=hidden_n, rh=rh,
+                         weight_ih=weight_ih, weight_hh=weight_hh, stride=stride, pad_in=pad_in, state=(Ho, Wo),
+                         has_bias=bias_ih is not None, reset_after=reset_after)
     return out, cache
 
 
-def _loop_reset_after(xp, gates, hs, hn, weight_hh, b_hn, batch, Ho, Wo):
+def _loop_reset_after(xp, gates, hs, hidden_n, weight_hh, b_hn, batch, Ho, Wo):
     """Steps 1..T of CG1, CG2, CG4, CG5: one im2col, one GEMM and in-place gate updates per step."""
     hidden, kh, kw = weight_hh.shape[1:]
     w_mat = weight_hh.reshape(3 * hidden, -1)
@@ -270,10 +320,10 @@ def _loop_reset_after(xp, gates, hs, hn, weight_hh, b_hn, batch, Ho, Wo):
         sigmoid(rz, out=rz)
         r, z, n = g
         if b_hn is None:
-            xp.copyto(hn[t], gh[2])
+            xp.copyto(hidden_n[t], gh[2])
         else:
-            xp.add(gh[2], b_hn, out=hn[t])
-        xp.multiply(r, hn[t], out=tmp)
+            xp.add(gh[2], b_hn, out=hidden_n[t])
+        xp.multiply(r, hidden_n[t], out=tmp)
         n += tmp
         xp.tanh(n, out=n)               # CG4
         _mix(xp, h, n, z, out=hs[t + 1])
@@ -317,17 +367,16 @@ def convgru_backward(dhs, dh_last, cache):
     (3C, C, kh, kw), (3C,), (3C,); the bias gradients are None for a kernel run
     without biases. The cache is consumed (each forward allows one backward).
     """
-    c = open_cache(cache, "convgru_backward")
-    gates, hs, aux, weight_hh, weight_ih = c["gates"], c["hs"], c["aux"], c["weight_hh"], c["weight_ih"]
-    steps, batch = c["x_shape"][:2]
-    Ho, Wo = c["state"]
+    saved = open_cache(cache, "convgru_backward")
+    gates, hs, weight_hh, weight_ih = saved.gates, saved.hs, saved.weight_hh, saved.weight_ih
+    steps, batch = saved.x_shape[:2]
+    Ho, Wo = saved.state
     hidden, kh, kw = weight_hh.shape[1:]
     pixels = gates.shape[-1]
     xp = get_array_module(hs, dhs, dh_last)
     state_shape = (steps, batch, hidden, Ho, Wo)
-    for name, d, shape in (("dhs", dhs, state_shape), ("dh_last", dh_last, state_shape[1:])):
-        if d is not None and tuple(d.shape) != shape:
-            raise ValueError(f"convgru_backward: {name} must have shape {shape}, got {tuple(d.shape)}")
+    check_grad_shape("convgru_backward", "dhs", dhs, state_shape, optional=True)
+    check_grad_shape("convgru_backward", "dh_last", dh_last, state_shape[1:], optional=True)
     # dh_all[t] = ∂L/∂h_{t+1} from the outputs; the loop adds what flows back from step t+2 (CG9)
     dh_all = xp.zeros((steps, hidden, pixels), dtype=gates.dtype)
     if dhs is not None:
@@ -338,9 +387,9 @@ def convgru_backward(dhs, dh_last, cache):
     # da[t]: gradients of the hidden-side pre-activations [a_r; a_z; a_n^h] of step t (what U_hh sees);
     # under reset_after the input side's n block differs (it is da_n, not da_n ⊙ r): kept in da_n_in
     da = xp.empty(gates.shape, dtype=gates.dtype)
-    da_n_in = xp.empty((steps, hidden, pixels), dtype=gates.dtype) if c["reset_after"] else None
-    if c["reset_after"]:
-        _backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hs, aux, weight_hh, batch, Ho, Wo)
+    da_n_in = xp.empty((steps, hidden, pixels), dtype=gates.dtype) if saved.reset_after else None
+    if saved.reset_after:
+        _backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hs, saved.hidden_n, weight_hh, batch, Ho, Wo)
     else:
         _backward_loop_reset_before(xp, carry, dh_all, da, gates, hs, weight_hh, batch, Ho, Wo)
     # CG10: the weight gradients of all steps at once, one im2col over the T·N states and one GEMM each
@@ -348,26 +397,26 @@ def convgru_backward(dhs, dh_last, cache):
     da_rows[...] = da.reshape(steps, 3 * hidden, pixels).transpose(1, 0, 2)
     da_rows = da_rows.reshape(3 * hidden, steps * pixels)
     h_cols = im2col(_images(hs[:-1], steps, batch, Ho, Wo), kh, kw, 1, (kh // 2, kw // 2), merge_batch=True)
-    has_bias = c["has_bias"]
-    if c["reset_after"]:
+    has_bias = saved.has_bias
+    if saved.reset_after:
         dweight_hh = (da_rows @ h_cols.T).reshape(weight_hh.shape)
         dbias_hh = bias_gradient(da_rows) if has_bias else None
         da_rows.reshape(3, hidden, steps, pixels)[2] = da_n_in.transpose(1, 0, 2)   # the input side's n block
     else:
-        rh_cols = im2col(_images(aux, steps, batch, Ho, Wo), kh, kw, 1, (kh // 2, kw // 2), merge_batch=True)
+        rh_cols = im2col(_images(saved.rh, steps, batch, Ho, Wo), kh, kw, 1, (kh // 2, kw // 2), merge_batch=True)
         dweight_hh = xp.empty_like(weight_hh)
         dweight_hh[:2 * hidden] = (da_rows[:2 * hidden] @ h_cols.T).reshape(2 * hidden, hidden, kh, kw)
         dweight_hh[2 * hidden:] = (da_rows[2 * hidden:] @ rh_cols.T).reshape(hidden, hidden, kh, kw)
         dbias_hh = None
     del h_cols
-    dweight_ih = (da_rows @ c["x_cols"].T).reshape(weight_ih.shape)
+    dweight_ih = (da_rows @ saved.x_cols.T).reshape(weight_ih.shape)
     dbias_ih = bias_gradient(da_rows) if has_bias else None
-    if has_bias and not c["reset_after"]:
+    if has_bias and not saved.reset_after:
         dbias_hh = dbias_ih.copy()      # every b_h* adds to its pre-activation exactly like b_i* (CG3)
-    frames_shape = (steps * batch,) + tuple(c["x_shape"][2:])
+    frames_shape = (steps * batch,) + tuple(saved.x_shape[2:])
     dcols = weight_ih.reshape(3 * hidden, -1).T @ da_rows
-    dx = col2im(dcols, frames_shape, weight_ih.shape[2], weight_ih.shape[3], c["stride"], c["pad_in"],
-                merge_batch=True).reshape(c["x_shape"])
+    dx = col2im(dcols, frames_shape, weight_ih.shape[2], weight_ih.shape[3], saved.stride, saved.pad_in,
+                merge_batch=True).reshape(saved.x_shape)
     dh0 = xp.empty((batch, hidden, Ho, Wo), dtype=gates.dtype)
     dh0[...] = carry.reshape(hidden, batch, Ho, Wo).transpose(1, 0, 2, 3)
     return dx, dh0, dweight_ih, dweight_hh, dbias_ih, dbias_hh
@@ -386,19 +435,19 @@ def _gate_gradients(xp, dh, h, r, z, n, da_z, da_n, tmp):
     da_n *= tmp
 
 
-def _backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hs, hn, weight_hh, batch, Ho, Wo):
+def _backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hs, hidden_n, weight_hh, batch, Ho, Wo):
     """Steps T..1 of CG6, CG7 (reset_after) and CG9; ``carry`` ends as ∂L/∂h_0 (channel-major)."""
     hidden, kh, kw = weight_hh.shape[1:]
     w_mat_t = weight_hh.reshape(3 * hidden, -1).T
     tmp = xp.empty_like(carry)
     for t in range(len(gates) - 1, -1, -1):
         r, z, n = gates[t]
-        da_r, da_z, da_hn = da[t]
+        da_r, da_z, da_hidden_n = da[t]
         dh = dh_all[t]
         dh += carry                                                  # CG9: total ∂L/∂h_{t+1}
         _gate_gradients(xp, dh, hs[t], r, z, n, da_z, da_n_in[t], tmp)
-        xp.multiply(da_n_in[t], r, out=da_hn)                        # CG7: what reaches U_hn * h + b_hn
-        xp.multiply(da_hn, hn[t], out=da_r)                          # CG7: da_n ⊙ hn ⊙ r(1 − r)
+        xp.multiply(da_n_in[t], r, out=da_hidden_n)                  # CG7: what reaches U_hn * h + b_hn
+        xp.multiply(da_hidden_n, hidden_n[t], out=da_r)              # CG7: da_n ⊙ hidden_n ⊙ r(1 − r)
         xp.subtract(1, r, out=tmp)
         da_r *= tmp
         dcols = w_mat_t @ da[t].reshape(3 * hidden, -1)              # CG9: the transposed convolution

@@ -22,23 +22,72 @@ Two conventions, chosen by ``reset_after``:
 
 Shapes: T steps, N sequences, I input features, H hidden units.
 
-The sequence kernels are written for speed (eqs. G15-G18): all T input
+Two tiers (see :mod:`minigru.functional`): :func:`gru_step_forward` /
+:func:`gru_step_backward` are the readable step, eqs. G3-G14 line by line.
+:func:`gru_forward` / :func:`gru_backward` are the fused sequence kernels,
+written for speed (eqs. G15-G18) with the machinery of
+:mod:`minigru.functional._recurrent`: all T input
 projections in ONE GEMM before the time loop; per step only ``W_hh h`` and
 in-place gate arithmetic on preallocated buffers; in backward, each step's
 gate gradients are its stored gate values times ``dh`` (eq. G17), only
 ``dh`` is carried from step to step, and every weight gradient is ONE GEMM
 after the loop (eq. G16).
 Inside the loop the states are kept transposed, (H, N), so that the r, z, n
-blocks of ``W_hh h`` are contiguous rows (see :mod:`minigru.functional.rnn`).
+blocks of ``W_hh h`` are contiguous rows (see :mod:`minigru.functional._recurrent`).
+:mod:`minigru.functional.reference` runs the same sequence as a plain loop over the step kernels.
+
+Names: ``hidden_n`` is always the hidden-side term of the candidate under
+reset_after, ``W_hn h + b_hn`` (what r multiplies, eq. G5); ``rh`` is always
+``r ⊙ h`` under reset_before (what W_hn multiplies, eq. G6).
 """
 from __future__ import annotations
 
-from .activations import sigmoid
-from .rnn import (bias_gradient, check_recurrent_args, fresh_rows, gate_rows, give_back_work, halve_gate_rows,
-                  open_cache, project_inputs, take_work, to_columns)
-from ..backend import get_array_module
+from dataclasses import dataclass
+from typing import NamedTuple
 
-__all__ = ["gru_step_forward", "gru_step_backward", "gru_forward", "gru_backward"]
+from .._checks import check_grad_shape
+from ..backend import get_array_module
+from . import _workspace
+from ._recurrent import (SequenceCache, bias_gradient, check_recurrent_args, fresh_rows, gate_rows, halve_gate_rows,
+                         open_cache, project_inputs, to_columns)
+from .activations import sigmoid
+
+__all__ = ["gru_step_forward", "gru_step_backward", "gru_forward", "gru_backward", "GRUStepCache", "GRUCache"]
+
+
+class GRUStepCache(NamedTuple):
+    """What :func:`gru_step_backward` needs from :func:`gru_step_forward`: its inputs, the gates r, z
+    and candidate n (N, H), and ``hidden_n`` = W_hn h + b_hn (N, H) under reset_after (None otherwise)."""
+    x: object
+    h_prev: object
+    weight_ih: object
+    weight_hh: object
+    r: object
+    z: object
+    n: object
+    hidden_n: object
+    reset_after: bool
+    has_bias: bool
+
+
+@dataclass(kw_only=True, eq=False)
+class GRUCache(SequenceCache):
+    """The cache of :func:`gru_forward` (pooled arrays in column layout, T steps, N sequences, H units).
+
+    gates (T, 3, H, N): r, z, n of every step; hs_cols (T+1, H, N) and hs_rows (T+1, N, H): h_0..h_T;
+    hidden_n (T, H, N): W_hn h_t + b_hn under reset_after, else None; rh (T, H, N): r ⊙ h_t under
+    reset_before, else None; x2d (T*N, I): the input.
+    """
+    x2d: object
+    hs_rows: object
+    hs_cols: object
+    gates: object
+    hidden_n: object
+    rh: object
+    weight_ih: object
+    weight_hh: object
+    has_bias: bool
+    reset_after: bool
 
 
 def _split3(a):
@@ -65,22 +114,22 @@ def gru_step_forward(x, h_prev, weight_ih, weight_hh, bias_ih, bias_hh, reset_af
     b_ir, b_iz, b_in = _split3(bias_ih)
     b_hr, b_hz, b_hn = _split3(bias_hh)
     ### HINT: r = sigmoid(x W_ir^T + b_ir + h_prev W_hr^T + b_hr) (eq. G3), z likewise (eq. G4).
-    ### HINT: hn is the hidden-side term of n: W_hn h_prev + b_hn if reset_after (eq. G5),
-    ### HINT: else W_hn (r * h_prev) + b_hn (eq. G6); n = tanh(x W_in^T + b_in + r * hn) or
-    ### HINT: tanh(x W_in^T + b_in + hn); h_next = (1 - z) * n + z * h_prev (eq. G7).
-    ### HINT: Name the results r, z, hn, n, h_next.
+    ### HINT: if reset_after: hidden_n = h_prev W_hn^T + b_hn and n = tanh(x W_in^T + b_in + r * hidden_n)
+    ### HINT: (eq. G5); else n = tanh(x W_in^T + b_in + (r * h_prev) W_hn^T + b_hn) (eq. G6).
+    ### HINT: h_next = (1 - z) * n + z * h_prev (eq. G7).
+    ### HINT: Name the results r, z, hidden_n (reset_after only), n, h_next.
     ### BEGIN SOLUTION
     r = sigmoid(x @ w_ir.T + b_ir + h_prev @ w_hr.T + b_hr)
     z = sigmoid(x @ w_iz.T + b_iz + h_prev @ w_hz.T + b_hz)
     if reset_after:
-        hn = h_prev @ w_hn.T + b_hn
-        n = xp.tanh(x @ w_in.T + b_in + r * hn)
+        hidden_n = h_prev @ w_hn.T + b_hn
+        n = xp.tanh(x @ w_in.T + b_in + r * hidden_n)
     else:
-        hn = (r * h_prev) @ w_hn.T + b_hn
-        n = xp.tanh(x @ w_in.T + b_in + hn)
+        n = xp.tanh(x @ w_in.T + b_in + (r * h_prev) @ w_hn.T + b_hn)
     h_next = (1 - z) * n + z * h_prev
     ### END SOLUTION
-    cache = (x, h_prev, weight_ih, weight_hh, r, z, n, hn, reset_after, has_bias)
+    cache = GRUStepCache(x, h_prev, weight_ih, weight_hh, r, z, n, hidden_n if reset_after else None,
+                         reset_after, has_bias)
     return h_next, cache
 
 
@@ -93,11 +142,13 @@ def gru_step_backward(dh_next, cache):
     shapes (N, I), (N, H), (3H, I), (3H, H), (3H,), (3H,); the bias gradients
     are None when the forward step had no biases.
     """
-    x, h_prev, weight_ih, weight_hh, r, z, n, hn, reset_after, has_bias = cache
+    check_grad_shape("gru_step_backward", "dh_next", dh_next, cache.h_prev.shape)
+    x, h_prev, weight_ih, weight_hh = cache.x, cache.h_prev, cache.weight_ih, cache.weight_hh
+    r, z, n, hidden_n, reset_after, has_bias = cache.r, cache.z, cache.n, cache.hidden_n, cache.reset_after, cache.has_bias
     xp = get_array_module(dh_next, x)
     ### HINT: through h_next = (1-z) n + z h_prev: dn, dz and the direct part of dh_prev (eq. G8);
     ### HINT: through the nonlinearities: da_n = dn (1 - n²), da_z = dz z (1 - z) (eqs. G9, G10);
-    ### HINT: reset_after: dr = da_n * hn and the hidden-side n gradient is da_n * r (eq. G11);
+    ### HINT: reset_after: dr = da_n * hidden_n and the hidden-side n gradient is da_n * r (eq. G11);
     ### HINT: reset_before: d(r*h) = da_n W_hn, dr = d(r*h) * h_prev (eq. G14); da_r = dr r (1-r) (G12).
     ### HINT: Stack the pre-activation gradients [r, z, n] of the input side (da_x) and hidden side
     ### HINT: (da_h) and form the products of eq. G13. Name the results dx, dh_prev, dweight_ih,
@@ -110,7 +161,7 @@ def gru_step_backward(dh_next, cache):
     da_z = dz * z * (1 - z)
     w_hr, w_hz, w_hn = _split3(weight_hh)
     if reset_after:
-        dr = da_n * hn
+        dr = da_n * hidden_n
         da_r = dr * r * (1 - r)
         da_h = xp.concatenate([da_r, da_z, da_n * r], axis=1)
         dweight_hh = da_h.T @ h_prev
@@ -140,7 +191,9 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, reset_after=True)
     et al.'s (eq. G6, reset before). Returns ``(hs, cache)`` with hs:
     (T, N, H), the hidden state after every step (``hs[-1]`` is h_T).
 
-    ``hs`` is a view into the cache: do not modify it in place before backward.
+    Fused for speed: ``hs`` is a view into the cache (do not modify it in place before backward)
+    and the cache borrows pooled work arrays until :func:`gru_backward` (or
+    :func:`~minigru.functional.release_cache`) gives them back.
     """
     xp = check_recurrent_args("gru_forward", x, {"h0": h0}, weight_ih, weight_hh, bias_ih, bias_hh, 3, 3)
     steps, batch, features = x.shape
@@ -155,30 +208,33 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, reset_after=True)
             folded[2 * hidden:] = bias_ih[2 * hidden:]
     # gates[t, k] (H, N) holds gate k (r, z, n) of step t: first the input-side pre-activation
     # (eq. G15), then, overwritten in place, the gate value that backward needs.
-    # r and z are sigmoids: their rows produce a/2 (see rnn.halve_gate_rows)
-    gates = take_work(xp, (steps, 3, hidden, batch), x.dtype)
+    # r and z are sigmoids: their rows produce a/2 (see _recurrent.halve_gate_rows)
+    gates = _workspace.take(xp, (steps, 3, hidden, batch), x.dtype)
     project_inputs(xp, x, halve_gate_rows(weight_ih, (0, 1), hidden), halve_gate_rows(folded, (0, 1), hidden),
                    out=gates.reshape(steps, 3 * hidden, batch))
     weight_hh_halved = halve_gate_rows(weight_hh, (0, 1), hidden)
     # hs_cols[0] = h0^T, hs_cols[t + 1] = h_{t+1}^T: the loop's states, in column layout
-    hs_cols = take_work(xp, (steps + 1, hidden, batch), x.dtype)
+    hs_cols = _workspace.take(xp, (steps + 1, hidden, batch), x.dtype)
     hs_cols[0] = 0 if h0 is None else h0.T
-    # hn[t]: reset_after: W_hn h_t + b_hn (needed for dr, eq. G11); else r ⊙ h_t (needed for dW_hn).
-    hn = take_work(xp, (steps, hidden, batch), x.dtype)
+    # reset_after keeps hidden_n[t] = W_hn h_t + b_hn (for dr, eq. G11); reset_before keeps
+    # rh[t] = r ⊙ h_t (for dW_hn, eq. G14)
+    kept = _workspace.take(xp, (steps, hidden, batch), x.dtype)
     if reset_after:
+        hidden_n, rh = kept, None
         b_hn = None if bias_hh is None else bias_hh[2 * hidden:, None]
-        _gru_loop_reset_after(xp, gates, hs_cols, hn, weight_hh_halved, b_hn)
+        _gru_loop_reset_after(xp, gates, hs_cols, hidden_n, weight_hh_halved, b_hn)
     else:
-        _gru_loop_reset_before(xp, gates, hs_cols, hn, weight_hh_halved)
+        hidden_n, rh = None, kept
+        _gru_loop_reset_before(xp, gates, hs_cols, rh, weight_hh_halved)
     # hs_rows[1:] is the output; hs_rows[:-1] is every h_prev as one (T*N, H) block for dW_hh (eq. G16)
     hs_rows = fresh_rows(hs_cols)
-    cache = {"x2d": x2d, "hs_rows": hs_rows, "hs_cols": hs_cols, "gates": gates, "hn": hn,
-             "weight_ih": weight_ih, "weight_hh": weight_hh, "has_bias": bias_ih is not None,
-             "reset_after": reset_after, "work": (gates, hs_cols, hn)}
+    cache = GRUCache(x2d=x2d, hs_rows=hs_rows, hs_cols=hs_cols, gates=gates, hidden_n=hidden_n, rh=rh,
+                     weight_ih=weight_ih, weight_hh=weight_hh, has_bias=bias_ih is not None,
+                     reset_after=reset_after, work=(gates, hs_cols, kept))
     return hs_rows[1:], cache
 
 
-def _gru_loop_reset_after(xp, gates, hs_cols, hn, weight_hh, b_hn):
+def _gru_loop_reset_after(xp, gates, hs_cols, hidden_n, weight_hh, b_hn):
     """The time loop of eqs. G3, G4, G5, G7: one GEMM and a few in-place updates per step.
 
     The r and z rows of the projections and of ``weight_hh`` arrive halved, so σ(a) is computed as
@@ -188,17 +244,17 @@ def _gru_loop_reset_after(xp, gates, hs_cols, hn, weight_hh, b_hn):
     gh = xp.empty((3, hidden, batch), dtype=gates.dtype)  # W_hh h of the step: blocks r, z, n
     gh2d, gh_rz, gh_n = gh.reshape(3 * hidden, batch), gh[:2], gh[2]
     tmp = xp.empty((hidden, batch), dtype=gates.dtype)
-    for h, h_next, g, hn_t in zip(hs_cols[:-1], hs_cols[1:], gates, hn):
+    for h, h_next, g, hidden_n_t in zip(hs_cols[:-1], hs_cols[1:], gates, hidden_n):
         xp.matmul(weight_hh, h, out=gh2d)
         rz = g[:2]             # r and z are adjacent: one sigmoid for both (eqs. G3, G4)
         rz += gh_rz
         _sigmoid_of_halves(xp, rz)
         r, z, n = g
         if b_hn is None:
-            xp.copyto(hn_t, gh_n)
+            xp.copyto(hidden_n_t, gh_n)
         else:
-            xp.add(gh_n, b_hn, out=hn_t)
-        xp.multiply(r, hn_t, out=tmp)
+            xp.add(gh_n, b_hn, out=hidden_n_t)
+        xp.multiply(r, hidden_n_t, out=tmp)
         n += tmp
         xp.tanh(n, out=n)      # eq. G5
         xp.subtract(h, n, out=h_next)
@@ -249,14 +305,16 @@ def gru_backward(dhs, dh_last, cache):
     Uses the convention the forward pass used (recorded in the cache: eqs.
     G11-G13 for reset_after=True, G14 for False). The cache is consumed.
     """
-    c = open_cache(cache, "gru_backward")
-    x2d, hs_cols, gates, hn, weight_hh = c["x2d"], c["hs_cols"], c["gates"], c["hn"], c["weight_hh"]
-    reset_after, has_bias = c["reset_after"], c["has_bias"]
+    saved = open_cache(cache, "gru_backward")
+    x2d, hs_cols, gates, weight_hh = saved.x2d, saved.hs_cols, saved.gates, saved.weight_hh
+    reset_after, has_bias = saved.reset_after, saved.has_bias
     xp = get_array_module(hs_cols, dhs, dh_last)
     steps, _, hidden, batch = gates.shape
+    check_grad_shape("gru_backward", "dhs", dhs, (steps, batch, hidden), optional=True)
+    check_grad_shape("gru_backward", "dh_last", dh_last, (batch, hidden), optional=True)
     dtype = gates.dtype
     # dh_all[t] = ∂L/∂h_{t+1}: starts as dhs in column layout, the loop adds what flows back (eq. G15)
-    dh_all = take_work(xp, (steps, hidden, batch), dtype)
+    dh_all = _workspace.take(xp, (steps, hidden, batch), dtype)
     if dhs is None:
         dh_all.fill(0)
     else:
@@ -266,16 +324,16 @@ def gru_backward(dhs, dh_last, cache):
         carry[...] = dh_last.T
     # da[t, k] = ∂L/∂(pre-activation of gate k at step t) on the hidden side (what W_hh sees);
     # da_n_in[t] = ∂L/∂a_n on the input side, which differs under reset_after (eq. G11)
-    da = take_work(xp, gates.shape, dtype)
-    da_n_in = take_work(xp, (steps, hidden, batch), dtype)
+    da = _workspace.take(xp, gates.shape, dtype)
+    da_n_in = _workspace.take(xp, (steps, hidden, batch), dtype)
     if reset_after:
-        _gru_backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hn, hs_cols, weight_hh)
+        _gru_backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, saved.hidden_n, hs_cols, weight_hh)
     else:
         _gru_backward_loop_reset_before(xp, carry, dh_all, da, gates, hs_cols, weight_hh)
     # eq. G16: the weight gradients of all steps at once, one GEMM each
-    rows = take_work(xp, (3 * hidden, steps * batch), dtype)
+    rows = _workspace.take(xp, (3 * hidden, steps * batch), dtype)
     da_rows = gate_rows(da.reshape(steps, 3 * hidden, batch), out=rows)  # (3H, T*N)
-    h_prev_rows = c["hs_rows"][:-1].reshape(steps * batch, hidden)
+    h_prev_rows = saved.hs_rows[:-1].reshape(steps * batch, hidden)
     if reset_after:
         dweight_hh = da_rows @ h_prev_rows
         dbias_hh = bias_gradient(da_rows) if has_bias else None
@@ -283,21 +341,21 @@ def gru_backward(dhs, dh_last, cache):
         da_rows[2 * hidden:].reshape(hidden, steps, batch)[...] = da_n_in.transpose(1, 0, 2)
     else:
         # the n rows of W_hh multiply r ⊙ h, not h (eq. G14)
-        rh_rows = gate_rows(hn, out=da_n_in)                             # (H, T*N)
+        rh_rows = gate_rows(saved.rh, out=da_n_in)                             # (H, T*N)
         dweight_hh = xp.empty_like(weight_hh)
         xp.matmul(da_rows[:2 * hidden], h_prev_rows, out=dweight_hh[:2 * hidden])
         xp.matmul(da_rows[2 * hidden:], rh_rows.T, out=dweight_hh[2 * hidden:])
         dbias_hh = None
     dweight_ih = da_rows @ x2d
-    dx = (da_rows.T @ c["weight_ih"]).reshape(steps, batch, x2d.shape[1])
+    dx = (da_rows.T @ saved.weight_ih).reshape(steps, batch, x2d.shape[1])
     dbias_ih = bias_gradient(da_rows) if has_bias else None
     if has_bias and not reset_after:
         dbias_hh = dbias_ih.copy()  # every b_h* adds to its pre-activation just like b_i* (eq. G6)
-    give_back_work(dh_all, da, da_n_in, rows, *c["work"])
+    _workspace.give_back(dh_all, da, da_n_in, rows, *saved.work)
     return dx, carry.T.copy(), dweight_ih, dweight_hh, dbias_ih, dbias_hh
 
 
-def _gru_backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hn, hs_cols, weight_hh):
+def _gru_backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hidden_n, hs_cols, weight_hh):
     """Steps T..1 of eqs. G8-G13 (reset_after) on (H, N) blocks; ``carry`` ends as ∂L/∂h_0^T.
 
     The local derivatives are formed step by step, while the step's gate values are in cache;
@@ -310,7 +368,7 @@ def _gru_backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hn, hs
     tmp = xp.empty((hidden, batch), dtype=da.dtype)
     for t in range(steps - 1, -1, -1):
         r, z, n = gates[t]
-        da_r, da_z, da_hn = da[t]
+        da_r, da_z, da_hidden_n = da[t]
         da_n = da_n_in[t]
         dh = dh_all[t]
         dh += carry                                         # G15: total ∂L/∂h_{t+1}
@@ -324,8 +382,8 @@ def _gru_backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hn, hs
         xp.multiply(n, n, out=tmp)                          # G9: dh ⊙ (1 − z) ⊙ (1 − n²)
         xp.subtract(1, tmp, out=tmp)
         xp.multiply(dh, tmp, out=da_n)
-        xp.multiply(da_n, r, out=da_hn)                     # G11: what reaches W_hn h + b_hn
-        xp.multiply(da_hn, hn[t], out=da_r)                 # G11, G12: da_n ⊙ hn ⊙ r(1 − r)
+        xp.multiply(da_n, r, out=da_hidden_n)               # G11: what reaches W_hn h + b_hn
+        xp.multiply(da_hidden_n, hidden_n[t], out=da_r)     # G11, G12: da_n ⊙ hidden_n ⊙ r(1 − r)
         xp.subtract(1, r, out=tmp)
         da_r *= tmp
         xp.matmul(w_hh_t, da2d[t], out=carry)               # G13: W_hh^T da + dh ⊙ z

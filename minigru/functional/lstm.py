@@ -13,19 +13,66 @@ Weights are stacked as in PyTorch, rows in the order i, f, g, o:
 ``weight_ih`` (4H, I), ``weight_hh`` (4H, H), ``bias_ih``/``bias_hh`` (4H,) or
 None. Shapes: T steps, N sequences, I input features, H hidden units.
 
-The sequence kernels share the GRU's structure (see :mod:`minigru.functional.gru`
-and :mod:`minigru.functional.rnn`): one GEMM for all input projections, one
+Two tiers (see :mod:`minigru.functional`): :func:`lstm_step_forward` /
+:func:`lstm_step_backward` are the readable step, eqs. M1-M8 line by line;
+:func:`lstm_forward` / :func:`lstm_backward` are the fused sequence kernels,
+written for speed with the GRU's structure (the machinery of
+:mod:`minigru.functional._recurrent`): one GEMM for all input projections, one
 ``W_hh h`` per step on column-layout (H, N) blocks, and one GEMM per weight
-gradient after the backward loop (eq. M9).
+gradient after the backward loop (eq. M9). :mod:`minigru.functional.reference`
+runs the same sequence as a plain loop over the step kernels.
+
+Names: ``c`` (``c_prev``, ``c_next``, ``cs_cols``, ``c_n``) is always a cell
+state; a kernel's cache is ``cache`` (``saved`` once a backward has opened it).
 """
 from __future__ import annotations
 
-from .activations import sigmoid
-from .rnn import (check_recurrent_args, fresh_rows, gate_rows, give_back_work, halve_gate_rows, open_cache,
-                  project_inputs, stacked_gradients, take_work, to_columns)
-from ..backend import get_array_module
+from dataclasses import dataclass
+from typing import NamedTuple
 
-__all__ = ["lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward"]
+from .._checks import check_grad_shape
+from ..backend import get_array_module
+from . import _workspace
+from ._recurrent import (SequenceCache, check_recurrent_args, fresh_rows, gate_rows, halve_gate_rows, open_cache,
+                         project_inputs, stacked_gradients, to_columns)
+from .activations import sigmoid
+
+__all__ = ["lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward", "LSTMStepCache",
+           "LSTMCache"]
+
+
+class LSTMStepCache(NamedTuple):
+    """What :func:`lstm_step_backward` needs from :func:`lstm_step_forward`: its inputs, the gates
+    i, f, g, o and the new cell state c_next, each (N, H)."""
+    x: object
+    h_prev: object
+    c_prev: object
+    weight_ih: object
+    weight_hh: object
+    i: object
+    f: object
+    g: object
+    o: object
+    c_next: object
+    has_bias: bool
+
+
+@dataclass(kw_only=True, eq=False)
+class LSTMCache(SequenceCache):
+    """The cache of :func:`lstm_forward` (pooled arrays in column layout, T steps, N sequences, H units).
+
+    gates (T, 4, H, N): i, f, g, o of every step; hs_cols, cs_cols (T+1, H, N): h_0..h_T and
+    c_0..c_T; hs_rows (T+1, N, H); tanh_c (T, H, N): tanh(c_1..c_T); x2d (T*N, I): the input.
+    """
+    x2d: object
+    hs_rows: object
+    hs_cols: object
+    cs_cols: object
+    tanh_c: object
+    gates: object
+    weight_ih: object
+    weight_hh: object
+    has_bias: bool
 
 
 def lstm_step_forward(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh):
@@ -53,7 +100,7 @@ def lstm_step_forward(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh)
     c_next = f * c_prev + i * g
     h_next = o * xp.tanh(c_next)
     ### END SOLUTION
-    cache = (x, h_prev, c_prev, weight_ih, weight_hh, i, f, g, o, c_next, has_bias)
+    cache = LSTMStepCache(x, h_prev, c_prev, weight_ih, weight_hh, i, f, g, o, c_next, has_bias)
     return (h_next, c_next), cache
 
 
@@ -66,7 +113,10 @@ def lstm_step_backward(dh_next, dc_next, cache):
     dbias_hh)`` with shapes (N, I), (N, H), (N, H), (4H, I), (4H, H), (4H,),
     (4H,); the bias gradients are None when the forward step had no biases.
     """
-    x, h_prev, c_prev, weight_ih, weight_hh, i, f, g, o, c_next, has_bias = cache
+    check_grad_shape("lstm_step_backward", "dh_next", dh_next, cache.h_prev.shape)
+    check_grad_shape("lstm_step_backward", "dc_next", dc_next, cache.c_prev.shape, optional=True)
+    x, h_prev, c_prev, weight_ih, weight_hh = cache.x, cache.h_prev, cache.c_prev, cache.weight_ih, cache.weight_hh
+    i, f, g, o, c_next, has_bias = cache.i, cache.f, cache.g, cache.o, cache.c_next, cache.has_bias
     xp = get_array_module(dh_next, x)
     if dc_next is None:
         dc_next = xp.zeros_like(dh_next)
@@ -102,33 +152,34 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
     Returns ``((hs, c_n), cache)`` with hs: (T, N, H), the hidden state after
     every step (``hs[-1]`` is h_T), and c_n: (N, H), the last cell state.
 
-    ``hs`` is a view into the cache: do not modify it in place before backward.
+    Fused for speed: ``hs`` is a view into the cache (do not modify it in place before backward)
+    and the cache borrows pooled work arrays until :func:`lstm_backward` (or
+    :func:`~minigru.functional.release_cache`) gives them back.
     """
     xp = check_recurrent_args("lstm_forward", x, {"h0": h0, "c0": c0}, weight_ih, weight_hh,
                               bias_ih, bias_hh, 4, 3)
     steps, batch, features = x.shape
     hidden = weight_hh.shape[1]
     bias = None if bias_ih is None else bias_ih + bias_hh   # both add to every gate (eq. M1)
-    # i, f, o are sigmoids: their rows produce a/2 (see rnn.halve_gate_rows)
+    # i, f, o are sigmoids: their rows produce a/2 (see _recurrent.halve_gate_rows)
     sigmoid_gates = (0, 1, 3)
     # gates[t, k] (H, N): gate k (i, f, g, o) of step t; first the input-side pre-activation,
     # then, in place, the gate value that backward needs
-    gates = take_work(xp, (steps, 4, hidden, batch), x.dtype)
+    gates = _workspace.take(xp, (steps, 4, hidden, batch), x.dtype)
     project_inputs(xp, x, halve_gate_rows(weight_ih, sigmoid_gates, hidden),
                    halve_gate_rows(bias, sigmoid_gates, hidden), out=gates.reshape(steps, 4 * hidden, batch))
-    hs_cols = take_work(xp, (steps + 1, hidden, batch), x.dtype)   # h_t^T, t = 0..T
-    cs_cols = take_work(xp, (steps + 1, hidden, batch), x.dtype)   # c_t^T, t = 0..T
-    tanh_c = take_work(xp, (steps, hidden, batch), x.dtype)         # tanh(c_{t+1})^T, for backward
+    hs_cols = _workspace.take(xp, (steps + 1, hidden, batch), x.dtype)   # h_t^T, t = 0..T
+    cs_cols = _workspace.take(xp, (steps + 1, hidden, batch), x.dtype)   # c_t^T, t = 0..T
+    tanh_c = _workspace.take(xp, (steps, hidden, batch), x.dtype)         # tanh(c_{t+1})^T, for backward
     hs_cols[0] = 0 if h0 is None else h0.T
     cs_cols[0] = 0 if c0 is None else c0.T
     _lstm_loop(xp, gates, hs_cols, cs_cols, tanh_c, halve_gate_rows(weight_hh, sigmoid_gates, hidden))
     # hs_rows[1:] is the output; hs_rows[:-1] is every h_prev as one (T*N, H) block for dW_hh (eq. M9)
     hs_rows = fresh_rows(hs_cols)
     c_n = cs_cols[-1].T.copy()
-    cache = {"x2d": x.reshape(steps * batch, features), "hs_rows": hs_rows, "hs_cols": hs_cols,
-             "cs_cols": cs_cols, "tanh_c": tanh_c, "gates": gates, "weight_ih": weight_ih,
-             "weight_hh": weight_hh, "has_bias": bias_ih is not None,
-             "work": (gates, hs_cols, cs_cols, tanh_c)}
+    cache = LSTMCache(x2d=x.reshape(steps * batch, features), hs_rows=hs_rows, hs_cols=hs_cols, cs_cols=cs_cols,
+                      tanh_c=tanh_c, gates=gates, weight_ih=weight_ih, weight_hh=weight_hh,
+                      has_bias=bias_ih is not None, work=(gates, hs_cols, cs_cols, tanh_c))
     return (hs_rows[1:], c_n), cache
 
 
@@ -171,12 +222,15 @@ def lstm_backward(dhs, dh_last, dc_last, cache):
     (4H,), (4H,); the bias gradients are None for a kernel run without
     biases. The cache is consumed.
     """
-    c = open_cache(cache, "lstm_backward")
-    gates, hs_cols, cs_cols, tanh_c = c["gates"], c["hs_cols"], c["cs_cols"], c["tanh_c"]
+    saved = open_cache(cache, "lstm_backward")
+    gates, hs_cols, cs_cols, tanh_c = saved.gates, saved.hs_cols, saved.cs_cols, saved.tanh_c
     xp = get_array_module(hs_cols, dhs, dh_last, dc_last)
     steps, _, hidden, batch = gates.shape
+    check_grad_shape("lstm_backward", "dhs", dhs, (steps, batch, hidden), optional=True)
+    check_grad_shape("lstm_backward", "dh_last", dh_last, (batch, hidden), optional=True)
+    check_grad_shape("lstm_backward", "dc_last", dc_last, (batch, hidden), optional=True)
     dtype = gates.dtype
-    dh_all = take_work(xp, (steps, hidden, batch), dtype)   # ∂L/∂h_{t+1}, completed by the loop
+    dh_all = _workspace.take(xp, (steps, hidden, batch), dtype)   # ∂L/∂h_{t+1}, completed by the loop
     if dhs is None:
         dh_all.fill(0)
     else:
@@ -187,13 +241,13 @@ def lstm_backward(dhs, dh_last, dc_last, cache):
         carry_h[...] = dh_last.T
     if dc_last is not None:
         carry_c[...] = dc_last.T
-    da = take_work(xp, gates.shape, dtype)                  # ∂L/∂a of every gate and step
-    _lstm_backward_loop(xp, carry_h, carry_c, dh_all, da, gates, cs_cols, tanh_c, c["weight_hh"])
+    da = _workspace.take(xp, gates.shape, dtype)                  # ∂L/∂a of every gate and step
+    _lstm_backward_loop(xp, carry_h, carry_c, dh_all, da, gates, cs_cols, tanh_c, saved.weight_hh)
     # eq. M9: the weight gradients of all steps at once, one GEMM each
-    rows = take_work(xp, (4 * hidden, steps * batch), dtype)
+    rows = _workspace.take(xp, (4 * hidden, steps * batch), dtype)
     da_rows = gate_rows(da.reshape(steps, 4 * hidden, batch), out=rows)
-    dx, dweight_ih, dweight_hh, dbias_ih, dbias_hh = stacked_gradients(da_rows, c)
-    give_back_work(dh_all, da, rows, *c["work"])
+    dx, dweight_ih, dweight_hh, dbias_ih, dbias_hh = stacked_gradients(da_rows, saved)
+    _workspace.give_back(dh_all, da, rows, *saved.work)
     return (dx, carry_h.T.copy(), carry_c.T.copy(),
             dweight_ih, dweight_hh, dbias_ih, dbias_hh)
 

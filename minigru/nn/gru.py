@@ -37,24 +37,29 @@ class GRU(RNNBase):
     ``dropout`` acts on the outputs of every layer but the last, in training
     mode, with masks drawn from the Generator ``self.rng``.
 
-    ``out`` shares memory with the backward cache: do not modify it in place
-    before ``backward``.
+    ``kernel="fused"`` (default) runs the fast sequence kernels, whose ``out``
+    shares memory with the backward cache (do not modify it in place before
+    ``backward``); ``kernel="reference"`` runs the plain loop over
+    :func:`~minigru.functional.gru_step_forward` / ``gru_step_backward``
+    (:mod:`minigru.functional.reference`), slower, with the same results.
     """
 
     num_gates = 3
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, reset_after=True, *, rng=None, dtype=None):
+                 bidirectional=False, reset_after=True, *, kernel="fused", rng=None, dtype=None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         rng=rng, dtype=dtype)
+                         kernel=kernel, rng=rng, dtype=dtype)
         self.reset_after = bool(reset_after)
 
     def _run(self, x, states, params):
-        hs, cache = F.gru_forward(x, states[0], *params, reset_after=self.reset_after)
+        forward = F.gru_reference_forward if self.kernel == "reference" else F.gru_forward
+        hs, cache = forward(x, states[0], *params, reset_after=self.reset_after)
         return hs, (hs[-1],), cache
 
     def _run_backward(self, dhs, dstates, cache):
-        dx, dh0, *dparams = F.gru_backward(dhs, dstates[0], cache)
+        backward = F.gru_reference_backward if isinstance(cache, F.ReferenceCache) else F.gru_backward
+        dx, dh0, *dparams = backward(dhs, dstates[0], cache)
         return dx, (dh0,), dparams
 
     def forward(self, x, h0=None):
@@ -93,7 +98,8 @@ class GRUCell(RNNCellBase):
 
     def backward(self, dh_next):
         cache, batched = self._pop_cache()
-        dx, dh, *grads = F.gru_step_backward(dh_next if batched else dh_next[None, :], cache)
+        dh_next = self._check_grad("dh_next", dh_next, batched, cache.h_prev)
+        dx, dh, *grads = F.gru_step_backward(dh_next, cache)
         self._accumulate(grads)
         return (dx, dh) if batched else (dx[0], dh[0])
 

@@ -23,18 +23,21 @@ class LSTM(RNNBase):
     Shapes, with D = 2 if bidirectional else 1: x (T, N, input_size) (or
     (N, T, input_size) with ``batch_first``, or unbatched (T, input_size));
     out (T, N, D*hidden_size); h0, c0, h_n, c_n (num_layers*D, N, hidden_size).
-    Parameters as GRU's, with 4H rows (gates i, f, g, o).
+    Parameters as GRU's, with 4H rows (gates i, f, g, o). ``kernel="reference"``
+    runs the loop over the step kernels instead of the fused ones (see :class:`GRU`).
     """
 
     num_gates = 4
     state_names = ("h0", "c0")
 
     def _run(self, x, states, params):
-        (hs, c_n), cache = F.lstm_forward(x, states[0], states[1], *params)
+        forward = F.lstm_reference_forward if self.kernel == "reference" else F.lstm_forward
+        (hs, c_n), cache = forward(x, states[0], states[1], *params)
         return hs, (hs[-1], c_n), cache
 
     def _run_backward(self, dhs, dstates, cache):
-        dx, dh0, dc0, *dparams = F.lstm_backward(dhs, dstates[0], dstates[1], cache)
+        backward = F.lstm_reference_backward if isinstance(cache, F.ReferenceCache) else F.lstm_backward
+        dx, dh0, dc0, *dparams = backward(dhs, dstates[0], dstates[1], cache)
         return dx, (dh0, dc0), dparams
 
     def forward(self, x, hx=None):
@@ -66,9 +69,9 @@ class LSTMCell(RNNCellBase):
 
     def backward(self, dh_next, dc_next=None):
         cache, batched = self._pop_cache()
-        if not batched:
-            dh_next = dh_next[None, :]
-            dc_next = None if dc_next is None else dc_next[None, :]
+        dh_next = self._check_grad("dh_next", dh_next, batched, cache.h_prev)
+        if dc_next is not None:
+            dc_next = self._check_grad("dc_next", dc_next, batched, cache.c_prev)
         dx, dh, dc, *grads = F.lstm_step_backward(dh_next, dc_next, cache)
         self._accumulate(grads)
         return (dx, (dh, dc)) if batched else (dx[0], (dh[0], dc[0]))

@@ -16,16 +16,40 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 from .. import backend
-from .._checks import positive_int
 from .. import functional as F
+from .._checks import check_grad_shape, positive_int
 from . import init
-from .module import Module, is_grad_enabled
+from .module import Module, Parameter, is_grad_enabled
 
-__all__ = ["RNNBase", "RNN", "RNNCellBase", "RNNCell"]
+__all__ = ["RNNBase", "RNN", "RNNCellBase", "RNNCell", "LayerParameters", "KERNELS"]
+
+KERNELS = ("fused", "reference")
+"""The sequence kernels a recurrent layer can run on: the fused ones (fast, the default) or the
+reference loop over the step kernels (:mod:`minigru.functional.reference`)."""
+
+
+class LayerParameters(NamedTuple):
+    """The Parameters of one layer and direction of a recurrent layer (biases None with bias=False)."""
+    weight_ih: Parameter
+    weight_hh: Parameter
+    bias_ih: Optional[Parameter]
+    bias_hh: Optional[Parameter]
+
+    def arrays(self) -> tuple:
+        """``(weight_ih, weight_hh, bias_ih, bias_hh)`` as arrays (None for missing biases): a kernel's arguments."""
+        return tuple(None if p is None else p.data for p in self)
+
+
+def check_kernel(owner, kernel):
+    """``kernel`` if it names one of :data:`KERNELS`, else a one-line ValueError."""
+    if not isinstance(kernel, str) or kernel not in KERNELS:
+        raise ValueError(f"{owner}: kernel must be 'fused' or 'reference', got {kernel!r}")
+    return kernel
 
 
 def check_layer_input(owner, x, p, expected_features, layout):
@@ -50,16 +74,19 @@ class RNNBase(Module):
     """Parameters, input checks and the layer/direction loops shared by RNN, GRU and LSTM.
 
     Subclasses set ``num_gates`` and ``state_names`` and implement ``_run`` /
-    ``_run_backward`` (one layer, one direction) with a functional kernel.
+    ``_run_backward`` (one layer, one direction) with a functional kernel: the fused sequence
+    kernel, or with ``kernel="reference"`` the loop over the step kernels.
+    :meth:`layer_parameters` gives the Parameters of one layer and direction.
     """
 
     num_gates = 1
     state_names = ("h0",)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, rng=None, dtype=None):
+                 bidirectional=False, *, kernel="fused", rng=None, dtype=None):
         super().__init__()
         name = type(self).__name__
+        self.kernel = check_kernel(name, kernel)
         self.input_size = positive_int(name, "input_size", input_size)
         self.hidden_size = positive_int(name, "hidden_size", hidden_size)
         self.num_layers = positive_int(name, "num_layers", num_layers)
@@ -91,12 +118,34 @@ class RNNBase(Module):
     def _suffix(layer, direction):
         return f"_l{layer}" + ("_reverse" if direction else "")
 
-    def _params(self, layer, direction):
-        """The Parameters (weight_ih, weight_hh, bias_ih, bias_hh) of one layer and direction (biases may be None)."""
+    @staticmethod
+    def layer_key(layer: int, direction: int = 0) -> str:
+        """``"l{layer}"`` or ``"l{layer}_reverse"``: the suffix of that layer's and direction's parameter names."""
+        return RNNBase._suffix(layer, direction)[1:]
+
+    def layer_parameters(self, layer: int, direction: int = 0) -> LayerParameters:
+        """The Parameters of layer ``layer`` (0-based), direction ``direction`` (0 forward, 1 reverse).
+
+        ``weight_ih_l{layer}[_reverse]`` and friends as a :class:`LayerParameters`; the biases are None
+        for a layer built with ``bias=False``. ``.arrays()`` gives the arrays a kernel takes.
+        """
+        if not (isinstance(layer, numbers.Integral) and 0 <= layer < self.num_layers):
+            raise IndexError(f"{type(self).__name__}: layer must be in 0..{self.num_layers - 1}, got {layer!r}")
+        if direction not in range(self.num_directions):
+            raise IndexError(f"{type(self).__name__}: direction must be in 0..{self.num_directions - 1}, "
+                             f"got {direction!r}")
         suffix = self._suffix(layer, direction)
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if self.bias else ("weight_ih", "weight_hh")
-        found = [self._parameters[n + suffix] for n in names]
-        return found + [None] * (4 - len(found))
+        found = [self._parameters.get(n + suffix) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        return LayerParameters(*found)
+
+    @property
+    def kernel(self) -> str:
+        """``"fused"`` (the fast sequence kernels) or ``"reference"`` (the loop over the step kernels)."""
+        return self.__dict__["_kernel"]
+
+    @kernel.setter
+    def kernel(self, value):
+        object.__setattr__(self, "_kernel", check_kernel(type(self).__name__, value))
 
     # ------------------------------------------------------------------ input checks
     def _time_major(self, x):
@@ -106,7 +155,7 @@ class RNNBase(Module):
         if x.ndim not in (2, 3):
             raise ValueError(f"{name} expected x of shape {self._layout()} (or unbatched (T, input_size)), "
                              f"got {x.ndim}-D shape {tuple(x.shape)}")
-        check_layer_input(name, x, self._params(0, 0)[0].data, self.input_size,
+        check_layer_input(name, x, self.layer_parameters(0).weight_ih.data, self.input_size,
                           f"with batch_first={self.batch_first} x is {self._layout()}")
         if x.ndim == 2:
             return x[:, None, :], False
@@ -157,7 +206,7 @@ class RNNBase(Module):
         for layer in range(self.num_layers):
             outputs = []
             for direction in range(self.num_directions):
-                params = [None if p is None else p.data for p in self._params(layer, direction)]
+                params = self.layer_parameters(layer, direction).arrays()
                 k = layer * self.num_directions + direction
                 seq = layer_input if direction == 0 else layer_input[::-1]
                 hs, last, cache = self._run(seq, states0[k], params)
@@ -209,22 +258,23 @@ class RNNBase(Module):
         count = self.num_layers * self.num_directions
         hidden = self.hidden_size
         steps, batch = out_shape[:2]
+        if not batched:
+            expected = (steps, out_shape[2])
+        elif self.batch_first:
+            expected = (batch, steps, out_shape[2])
+        else:
+            expected = tuple(out_shape)
+        check_grad_shape(f"{name}.backward", "dout", dout, expected, optional=True)
         grad = None
         if dout is not None:
             grad = dout[:, None, :] if not batched else (dout.transpose(1, 0, 2) if self.batch_first else dout)
-            if tuple(grad.shape) != tuple(out_shape):
-                expected = (out_shape[1], out_shape[0], out_shape[2]) if self.batch_first else tuple(out_shape)
-                raise ValueError(f"{name}.backward: dout must have the output's shape "
-                                 f"{expected if batched else (steps, out_shape[2])}, got {tuple(dout.shape)}")
         dfinal = []
         for state_name, d in zip(self.state_names, dstates_n):
+            expected = (count, batch, hidden) if batched else (count, hidden)
+            check_grad_shape(f"{name}.backward", f"d{state_name[0]}_n", d, expected, optional=True)
             if d is None:
                 dfinal.append([None] * count)
                 continue
-            expected = (count, batch, hidden) if batched else (count, hidden)
-            if tuple(d.shape) != expected:
-                raise ValueError(f"{name}.backward: the gradient of {state_name[0]}_n must have shape {expected}, "
-                                 f"got {tuple(d.shape)}")
             if not batched:
                 d = d[:, None, :]
             dfinal.append([d[k] for k in range(count)])
@@ -242,7 +292,7 @@ class RNNBase(Module):
                 if direction == 1:
                     dx = dx[::-1]
                 dx_layer = dx if dx_layer is None else dx_layer + dx
-                for p, g in zip(self._params(layer, direction), dparams):
+                for p, g in zip(self.layer_parameters(layer, direction), dparams):
                     if p is not None:
                         p.grad += g
                 for which, s in enumerate(dstate0):
@@ -270,6 +320,8 @@ class RNNBase(Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if self.kernel != "fused":
+            s += f", kernel={self.kernel!r}"
         return s
 
 
@@ -283,19 +335,21 @@ class RNN(RNNBase):
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, rng=None, dtype=None):
+                 dropout=0.0, bidirectional=False, *, kernel="fused", rng=None, dtype=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         rng=rng, dtype=dtype)
+                         kernel=kernel, rng=rng, dtype=dtype)
         self.nonlinearity = nonlinearity
 
     def _run(self, x, states, params):
-        hs, cache = F.rnn_forward(x, states[0], *params, nonlinearity=self.nonlinearity)
+        forward = F.rnn_reference_forward if self.kernel == "reference" else F.rnn_forward
+        hs, cache = forward(x, states[0], *params, nonlinearity=self.nonlinearity)
         return hs, (hs[-1],), cache
 
     def _run_backward(self, dhs, dstates, cache):
-        dx, dh0, *dparams = F.rnn_backward(dhs, dstates[0], cache)
+        backward = F.rnn_reference_backward if isinstance(cache, F.ReferenceCache) else F.rnn_backward
+        dx, dh0, *dparams = backward(dhs, dstates[0], cache)
         return dx, (dh0,), dparams
 
     def forward(self, x, h0=None):
@@ -361,6 +415,12 @@ class RNNCellBase(Module):
             checked.append(s if batched else s[None, :])
         return x, checked, batched
 
+    def _check_grad(self, name, grad, batched, like):
+        """Check an upstream gradient against the (N, H) state ``like`` that forward produced; (N, H) view."""
+        expected = tuple(like.shape) if batched else tuple(like.shape[1:])
+        check_grad_shape(f"{type(self).__name__}.backward", name, grad, expected)
+        return grad if batched else grad[None, :]
+
     def _accumulate(self, grads):
         for p, g in zip((self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh), grads):
             if p is not None:
@@ -392,7 +452,8 @@ class RNNCell(RNNCellBase):
 
     def backward(self, dh_next):
         cache, batched = self._pop_cache()
-        dx, dh, *grads = F.rnn_step_backward(dh_next if batched else dh_next[None, :], cache)
+        dh_next = self._check_grad("dh_next", dh_next, batched, cache.h_next)
+        dx, dh, *grads = F.rnn_step_backward(dh_next, cache)
         self._accumulate(grads)
         return (dx, dh) if batched else (dx[0], dh[0])
 
