@@ -54,11 +54,6 @@ def _convgru_time_major(layer, x, h0):
     return (x.transpose(1, 0, 2, 3, 4) if layer.batch_first else x), h0
 
 
-def _param(layer, name):
-    p = layer._parameters.get(name)
-    return None if p is None else p.data
-
-
 def _run_direction(step, xs, h, reverse):
     """Run ``step(x_t, h) -> (h_next, r, z, n)`` over xs (T, ...) forwards or backwards; stack by input index."""
     steps = len(xs)
@@ -76,19 +71,17 @@ def _gru_records(gru, x, h0):
     for layer in range(gru.num_layers):
         outputs = []
         for direction in range(gru.num_directions):
-            suffix = f"_l{layer}" + ("_reverse" if direction else "")
-            weights = [_param(gru, n + suffix) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            weights = gru.layer_parameters(layer, direction).arrays()
             k = layer * gru.num_directions + direction
 
             def step(x_t, h, weights=weights):
                 h_next, cache = F.gru_step_forward(x_t, h, *weights, reset_after=gru.reset_after)
-                _, _, _, _, r, z, n, _, _, _ = cache
-                return h_next, r, z, n
+                return h_next, cache.r, cache.z, cache.n
 
             xp = backend.get_array_module(layer_input)
             h_start = xp.zeros((x.shape[1], gru.hidden_size), dtype=x.dtype) if h0 is None else h0[k]
             r, z, n, h = _run_direction(step, layer_input, h_start, reverse=bool(direction))
-            records[suffix[1:]] = GateRecord(*(backend.to_numpy(a) for a in (r, z, n, h)))
+            records[gru.layer_key(layer, direction)] = GateRecord(*(backend.to_numpy(a) for a in (r, z, n, h)))
             outputs.append(h)
         layer_input = outputs[0] if len(outputs) == 1 else backend.get_array_module(x).concatenate(outputs, axis=2)
     return records
@@ -98,14 +91,13 @@ def _convgru_records(layer, x, h0):
     x, h0 = _convgru_time_major(layer, x, h0)
     records, layer_input = OrderedDict(), x
     for k in range(layer.num_layers):
-        suffix = f"_l{k}"
-        weights = [_param(layer, n + suffix) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        stride, padding = layer._conv_args(k)
+        weights = layer.layer_parameters(k).arrays()
+        stride, padding = layer.input_convolution(k)
 
         def step(x_t, h, weights=weights, stride=stride, padding=padding):
             h_next, cache = F.convgru_step_forward(x_t, h, *weights, stride=stride, padding=padding,
                                                    reset_after=layer.reset_after)
-            return h_next, cache["r"], cache["z"], cache["n"]
+            return h_next, cache.r, cache.z, cache.n
 
         h_start = None if h0 is None else h0[k]
         if h_start is None:
@@ -113,7 +105,7 @@ def _convgru_records(layer, x, h0):
             xp = backend.get_array_module(x)
             h_start = xp.zeros((x.shape[1], layer.hidden_channels, Ho, Wo), dtype=x.dtype)
         r, z, n, h = _run_direction(step, layer_input, h_start, reverse=False)
-        records[suffix[1:]] = GateRecord(*(backend.to_numpy(a) for a in (r, z, n, h)))
+        records[f"l{k}"] = GateRecord(*(backend.to_numpy(a) for a in (r, z, n, h)))
         layer_input = h
     return records
 

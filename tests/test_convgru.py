@@ -284,7 +284,7 @@ def test_convgru_layer_rejects_bad_inputs():
     with pytest.raises(ValueError, match=r"expected h0 of shape \(1, 2, 3, 4, 4\)"):
         layer(np.zeros((3, 2, 2, 4, 4), dtype=np.float32), np.zeros((1, 2, 3, 2, 2), dtype=np.float32))
     layer(np.zeros((3, 2, 2, 4, 4), dtype=np.float32))
-    with pytest.raises(ValueError, match="dhs must have shape"):
+    with pytest.raises(ValueError, match="ConvGRU.backward: dout must have shape"):
         layer.backward(np.zeros((3, 2, 3, 2, 2), dtype=np.float32))
 
 

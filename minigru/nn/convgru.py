@@ -23,13 +23,22 @@ import math
 
 from .. import backend
 from .. import functional as F
-from .._checks import check_image_input, pair, positive_int
+from .._checks import check_grad_shape, check_image_input, pair, positive_int
 from ..functional.conv import conv_geometry
 from ..functional.convgru import convgru_state_size
 from . import init
 from .module import Module
+from .rnn import LayerParameters
 
 __all__ = ["ConvGRU", "ConvGRUCell"]
+
+
+def _out_shape(hs, batched, batch_first):
+    """The shape of ConvGRU's ``out`` in the caller's layout, from the time-major states hs (T, N, C, Ho, Wo)."""
+    steps, batch = hs.shape[:2]
+    if not batched:
+        return (steps,) + tuple(hs.shape[2:])
+    return ((batch, steps) if batch_first else (steps, batch)) + tuple(hs.shape[2:])
 
 
 def _odd_kernel(owner, kernel_size):
@@ -149,7 +158,17 @@ class ConvGRU(_ConvGRUParams):
             else:
                 self._make(rng, f"_l{layer}", self.hidden_channels, self.kernel_size, dtype, bound)
 
-    def _conv_args(self, layer):
+    def layer_parameters(self, layer: int) -> LayerParameters:
+        """The Parameters ``weight_ih_l{layer}``, ``weight_hh_l{layer}``, ``bias_ih_l{layer}``, ``bias_hh_l{layer}``
+        of one layer (0-based) as a :class:`~minigru.nn.rnn.LayerParameters` (biases None with bias=False)."""
+        if not (isinstance(layer, int) and 0 <= layer < self.num_layers):
+            raise IndexError(f"ConvGRU: layer must be in 0..{self.num_layers - 1}, got {layer!r}")
+        return LayerParameters(*(self._parameters.get(f"{n}_l{layer}")
+                                 for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+
+    def input_convolution(self, layer: int) -> tuple:
+        """``(stride, padding)`` of layer ``layer``'s input convolution: layer 0's are the ``input_stride`` and
+        ``input_padding`` arguments, the later layers' are stride 1 and 'same' padding."""
         if layer == 0:
             return self.input_stride, self.input_padding
         return 1, (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
@@ -161,6 +180,10 @@ class ConvGRU(_ConvGRUParams):
         if x.ndim not in (4, 5):
             raise ValueError(f"ConvGRU expected x of shape {layout} (or unbatched (T, C_in, H, W)), "
                              f"got {x.ndim}-D shape {tuple(x.shape)}")
+        steps = x.shape[1] if self.batch_first and x.ndim == 5 else x.shape[0]
+        if steps == 0:
+            raise ValueError(f"ConvGRU expected at least one time step, got x of shape {tuple(x.shape)} "
+                             f"({layout})")
         frames = x[0] if x.ndim == 5 else x      # a 4-D view, for the channel and dtype checks
         check_image_input(self, frames, self.input_channels, self.weight_ih_l0.dtype)
         if backend.backend_of(x) != backend.backend_of(self.weight_ih_l0.data):
@@ -181,14 +204,16 @@ class ConvGRU(_ConvGRUParams):
             h0 = h0 if batched else h0[:, None]
         layer_input, caches, finals = x_tm, [], []
         for layer in range(self.num_layers):
-            stride, padding = self._conv_args(layer)
-            hs, cache = F.convgru_forward(layer_input, None if h0 is None else h0[layer], *self._arrays(f"_l{layer}"),
+            stride, padding = self.input_convolution(layer)
+            hs, cache = F.convgru_forward(layer_input, None if h0 is None else h0[layer],
+                                          *self.layer_parameters(layer).arrays(),
                                           stride=stride, padding=padding, reset_after=self.reset_after)
             caches.append(cache)
             finals.append(hs[-1])
             layer_input = hs
-        self._save_cache((caches, batched))
         h_n = xp.stack(finals)
+        self._save_cache((caches, batched, tuple(_out_shape(layer_input, batched, self.batch_first)),
+                          tuple(h_n.shape if batched else h_n[:, 0].shape)))
         out = layer_input
         if not batched:
             return out[:, 0], h_n[:, 0]
@@ -197,7 +222,9 @@ class ConvGRU(_ConvGRUParams):
     def backward(self, dout=None, dh_n=None):
         """Gradients (dx, dh0) from dout (out's shape) and dh_n (h_n's shape), either None for zero;
         the parameter gradients are added into ``.grad``."""
-        caches, batched = self._pop_cache()
+        caches, batched, out_shape, h_n_shape = self._pop_cache()
+        check_grad_shape("ConvGRU.backward", "dout", dout, out_shape, optional=True)
+        check_grad_shape("ConvGRU.backward", "dh_n", dh_n, h_n_shape, optional=True)
         if dout is not None:
             dout = dout[:, None] if not batched else (dout.transpose(1, 0, 2, 3, 4) if self.batch_first else dout)
         if dh_n is not None and not batched:
@@ -246,6 +273,8 @@ class ConvGRUCell(_ConvGRUParams):
         return h_next
 
     def backward(self, dh_next):
-        dx, dh, *grads = F.convgru_step_backward(dh_next, self._pop_cache())
+        cache = self._pop_cache()
+        check_grad_shape("ConvGRUCell.backward", "dh_next", dh_next, cache.h_prev.shape)
+        dx, dh, *grads = F.convgru_step_backward(dh_next, cache)
         self._accumulate(grads)
         return dx, dh
