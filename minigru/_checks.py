@@ -86,10 +86,14 @@ def check_grad_shape(owner: str, name: str, grad, expected, optional: bool = Fal
         if optional:
             return None
         raise TypeError(f"{owner}: {name} is required (an array of shape {tuple(expected)}), got None")
-    if not backend.is_array(grad):
+    if backend.is_array(grad):
+        shape = tuple(grad.shape)
+    elif isinstance(grad, numbers.Number):
+        shape = ()                     # a plain number is a 0-d gradient (a scalar loss's)
+    else:
         raise TypeError(f"{owner}: {name} must be an array of shape {tuple(expected)}, got a "
                         f"{type(grad).__name__}")
-    if tuple(grad.shape) != tuple(expected):
+    if shape != tuple(expected):
         raise ValueError(f"{owner}: {name} must have shape {tuple(expected)} (the shape its forward produced), "
-                         f"got {tuple(grad.shape)}")
+                         f"got {shape}")
     return grad

@@ -32,11 +32,25 @@ Why the code looks the way it does (speed on a CPU):
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
+from .._checks import check_grad_shape
 from ..backend import get_array_module
 
-__all__ = ["batchnorm_forward", "batchnorm_backward"]
+__all__ = ["batchnorm_forward", "batchnorm_backward", "BatchNormCache"]
+
+
+class BatchNormCache(NamedTuple):
+    """What :func:`batchnorm_backward` needs: x as (N, C·L), the statistics used (C,), gamma (C,) or
+    None, whether the statistics were the batch's, and x's shape."""
+    x2: object
+    mean: object
+    inv_std: object
+    gamma: object
+    batch_stats: bool
+    shape: tuple
 
 BLOCK_BYTES = 1 << 19
 """Size of the row blocks of the elementwise passes (NumPy only): small enough for an L2 cache."""
@@ -113,7 +127,7 @@ def batchnorm_forward(x, gamma, beta, running_mean=None, running_var=None, train
 
     Returns ``(out, cache)``:
     - out: shape of x
-    - cache: ``(x2, mean, inv_std, gamma, training, shape)``: x as (N, C·L),
+    - cache: a :class:`BatchNormCache` ``(x2, mean, inv_std, gamma, batch_stats, shape)``: x as (N, C·L),
       the statistics used (C,) and whether they were the batch's. x2 is a view
       of x, not a copy: do not modify x in place before the backward pass.
 
@@ -143,7 +157,7 @@ def batchnorm_forward(x, gamma, beta, running_mean=None, running_var=None, train
     scale = inv_std if gamma is None else gamma * inv_std
     shift = -mean * scale if beta is None else beta - mean * scale
     out = _scale_and_shift(xp, x2, xp.repeat(scale, L), xp.repeat(shift, L), blocks)             # eqs. B4, B7
-    return out.reshape(x.shape), (x2, mean, inv_std, gamma, bool(training), tuple(x.shape))
+    return out.reshape(x.shape), BatchNormCache(x2, mean, inv_std, gamma, bool(training), tuple(x.shape))
 
 
 def _channel_sums(xp, d2, x2, mean_row, C, L, blocks):
@@ -189,10 +203,9 @@ def batchnorm_backward(dout, cache):
     - dgamma: (C,) = Σ dy·x̂, or None when gamma was None
     - dbeta: (C,) = Σ dy, or None when gamma was None (affine=False)
     """
+    check_grad_shape("batchnorm_backward", "dout", dout, cache.shape)
     x2, mean, inv_std, gamma, batch_stats, shape = cache
     xp = get_array_module(dout, x2)
-    if tuple(dout.shape) != shape:
-        raise ValueError(f"batchnorm_backward: dout must have shape {shape} (the shape of x), got {tuple(dout.shape)}")
     N, C, L, n = _layout(shape)
     affine = gamma is not None
     if not affine:

@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 
 from .. import backend
+from .._checks import check_grad_shape
 from ..backend import get_array_module
 
 __all__ = ["dropout_forward", "dropout_backward", "check_dropout_probability"]
@@ -80,6 +81,5 @@ def dropout_backward(dout, cache):
     """
     if cache is None:
         return dout
-    if tuple(dout.shape) != tuple(cache.shape):
-        raise ValueError(f"dropout_backward: dout must have shape {tuple(cache.shape)}, got {tuple(dout.shape)}")
+    check_grad_shape("dropout_backward", "dout", dout, cache.shape)
     return dout * cache

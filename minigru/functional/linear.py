@@ -8,11 +8,23 @@ matrix multiplication.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
+from .._checks import check_grad_shape
 from ..backend import get_array_module
 
-__all__ = ["linear_forward", "linear_backward"]
+__all__ = ["linear_forward", "linear_backward", "LinearCache"]
+
+
+class LinearCache(NamedTuple):
+    """What :func:`linear_backward` needs: x viewed as (M, I), the weight (O, I), whether there is a
+    bias, and x's leading dimensions (*)."""
+    x2: object
+    weight: object
+    has_bias: bool
+    lead_shape: tuple
 
 
 def _check_linear_args(x, weight, bias):
@@ -40,7 +52,7 @@ def linear_forward(x, weight, bias=None):
 
     Returns ``(out, cache)``:
     - out: (*, O)
-    - cache: ``(x2, weight, has_bias, lead_shape)`` with x2 = x viewed as (M, I)
+    - cache: a :class:`LinearCache` ``(x2, weight, has_bias, lead_shape)`` with x2 = x viewed as (M, I)
     """
     xp = _check_linear_args(x, weight, bias)
     lead_shape = tuple(x.shape[:-1])
@@ -48,7 +60,7 @@ def linear_forward(x, weight, bias=None):
     out = xp.matmul(x2, weight.T)                 # (M, O), one GEMM for all leading dims
     if bias is not None:
         out += bias                               # broadcast over the M rows
-    return out.reshape(*lead_shape, weight.shape[0]), (x2, weight, bias is not None, lead_shape)
+    return out.reshape(*lead_shape, weight.shape[0]), LinearCache(x2, weight, bias is not None, lead_shape)
 
 
 def linear_backward(dout, cache):
@@ -63,12 +75,10 @@ def linear_backward(dout, cache):
     - dweight: (O, I) = doutᵀ @ x summed over all M rows (eq. L3)
     - dbias: (O,) = sum of dout over the M rows (eq. L4), or None without bias
     """
-    x2, weight, has_bias, lead_shape = cache
-    xp = get_array_module(dout, weight)
+    x2, weight, has_bias, lead_shape = cache.x2, cache.weight, cache.has_bias, cache.lead_shape
     out_features, in_features = weight.shape
-    if tuple(dout.shape) != (*lead_shape, out_features):
-        raise ValueError(f"linear_backward: dout must have shape {(*lead_shape, out_features)} "
-                         f"(the shape of out), got {tuple(dout.shape)}")
+    check_grad_shape("linear_backward", "dout", dout, (*lead_shape, out_features))
+    xp = get_array_module(dout, weight)
     d2 = dout.reshape(-1, out_features)           # (M, O)
     dx = xp.matmul(d2, weight).reshape(*lead_shape, in_features)
     dweight = xp.matmul(d2.T, x2)                 # (O, I): the sum over rows is inside the GEMM

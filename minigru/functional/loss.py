@@ -16,12 +16,34 @@ Shapes: ``logits`` (N, C), ``targets`` (N,) integer class indices in
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
+from .._checks import check_grad_shape
 from ..backend import get_array_module
 
-__all__ = ["log_softmax", "softmax", "softmax_forward", "softmax_backward",
+__all__ = ["log_softmax", "softmax", "softmax_forward", "softmax_backward", "SoftmaxCache", "CrossEntropyCache",
            "cross_entropy_forward", "cross_entropy_backward", "REDUCTIONS"]
+
+
+class SoftmaxCache(NamedTuple):
+    """What :func:`softmax_backward` needs: the probabilities ``out`` (shape of x) and the ``axis``."""
+    out: object
+    axis: int
+
+
+class CrossEntropyCache(NamedTuple):
+    """What :func:`cross_entropy_backward` needs: probs (N, C), targets (N,), the weight of each row's
+    target target_weight (N,), the class weights (C,) or None, the label smoothing eps, the reduction and
+    its denominator (eq. S8)."""
+    probs: object
+    targets: object
+    target_weight: object
+    weight: object
+    eps: float
+    reduction: str
+    denominator: object
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -47,14 +69,15 @@ def softmax(x, axis=-1):
 
 
 def softmax_forward(x, axis=-1):
-    """out = softmax(x) along ``axis`` (eq. S1). Returns ``(out, cache)``; the cache is ``(out, axis)``."""
+    """out = softmax(x) along ``axis`` (eq. S1). Returns ``(out, cache)``, a :class:`SoftmaxCache`."""
     out = softmax(x, axis)
-    return out, (out, axis)
+    return out, SoftmaxCache(out, axis)
 
 
 def softmax_backward(dout, cache):
     """dx = p ⊙ (dout - Σ_axis dout ⊙ p) (eq. S6). dout and dx have the shape of x."""
-    p, axis = cache
+    check_grad_shape("softmax_backward", "dout", dout, cache.out.shape)
+    p, axis = cache.out, cache.axis
     return p * (dout - (dout * p).sum(axis=axis, keepdims=True))
 
 
@@ -129,7 +152,7 @@ def cross_entropy_forward(logits, targets, weight=None, reduction="mean", label_
         if denominator == 0.0:
             raise ValueError("cross_entropy: the weights of all targets sum to zero, so the weighted mean is undefined")
         loss = xp.asarray(per_sample.sum() / denominator)
-    cache = (xp.exp(logp), targets, target_weight, weight, eps, reduction, denominator)
+    cache = CrossEntropyCache(xp.exp(logp), targets, target_weight, weight, eps, reduction, denominator)
     return loss, cache
 
 
@@ -148,15 +171,13 @@ def cross_entropy_backward(dout=1.0, cache=None):
     """
     if cache is None:
         raise TypeError("cross_entropy_backward(dout, cache): the cache from cross_entropy_forward is required")
-    probs, targets, target_weight, weight, eps, reduction, denominator = cache
+    probs, targets, target_weight, weight = cache.probs, cache.targets, cache.target_weight, cache.weight
+    eps, reduction, denominator = cache.eps, cache.reduction, cache.denominator
     xp = get_array_module(probs)
     N, C = probs.shape
     rows = xp.arange(N)
     if reduction == "none":
-        if tuple(np.shape(dout)) != (N,):
-            raise ValueError(f"cross_entropy_backward: with reduction='none' dout must have shape ({N},), "
-                             f"got {tuple(np.shape(dout))}")
-        scale = dout[:, None]
+        scale = check_grad_shape("cross_entropy_backward", "dout", dout, (N,))[:, None]
     else:
         if np.ndim(dout) != 0:
             raise ValueError(f"cross_entropy_backward: with reduction={reduction!r} the loss is a scalar, so dout "

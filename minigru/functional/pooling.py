@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_grad_shape
 from ..backend import get_array_module
 from .conv import conv_geometry, padded_input, scratch_buffer, window_view
 
@@ -114,10 +115,8 @@ def maxpool2d_backward(dout, cache):
     offset and sends no gradient.
     """
     argmax, x_shape, g = cache
+    check_grad_shape("maxpool2d_backward", "dout", dout, argmax.shape)
     xp = get_array_module(dout, argmax)
-    if tuple(dout.shape) != tuple(argmax.shape):
-        raise ValueError(f"maxpool2d_backward: dout must have the output's shape {tuple(argmax.shape)}, "
-                         f"got {tuple(dout.shape)}")
     dxpad = _zeroed_gradient_buffer("maxpool_dx", x_shape, g, dout)   # (N, C, Hp, Wp)
     overlapping = g.sh < g.kh or g.sw < g.kw
     ### HINT: for each offset t = i*g.kw + j of the window, add dout * (argmax == t) into the strided
@@ -156,9 +155,7 @@ def avgpool2d_backward(dout, cache):
     x_shape, g = cache
     xp = get_array_module(dout)
     N, C = x_shape[:2]
-    if tuple(dout.shape) != (N, C, g.Ho, g.Wo):
-        raise ValueError(f"avgpool2d_backward: dout must have the output's shape {(N, C, g.Ho, g.Wo)}, "
-                         f"got {tuple(dout.shape)}")
+    check_grad_shape("avgpool2d_backward", "dout", dout, (N, C, g.Ho, g.Wo))
     share = dout / (g.kh * g.kw)
     dxpad = _zeroed_gradient_buffer("avgpool_dx", x_shape, g, dout)   # (N, C, Hp, Wp)
     for t in range(g.kh * g.kw):
@@ -208,8 +205,6 @@ def adaptive_avgpool2d_backward(dout, cache):
     if cache[0] == "global":
         xp = get_array_module(dout)
         x_shape = cache[1]
-        if tuple(dout.shape) != (*x_shape[:2], 1, 1):
-            raise ValueError(f"adaptive_avgpool2d_backward: dout must have shape {(*x_shape[:2], 1, 1)}, "
-                             f"got {tuple(dout.shape)}")
+        check_grad_shape("adaptive_avgpool2d_backward", "dout", dout, (*x_shape[:2], 1, 1))
         return xp.broadcast_to(dout / (x_shape[2] * x_shape[3]), x_shape).copy()
     return avgpool2d_backward(dout, cache)

@@ -13,13 +13,34 @@ input's.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
+from .._checks import check_grad_shape
 from ..backend import get_array_module
 from .activations import sigmoid
 from .loss import REDUCTIONS
 
-__all__ = ["mse_loss_forward", "mse_loss_backward", "bce_with_logits_forward", "bce_with_logits_backward"]
+__all__ = ["mse_loss_forward", "mse_loss_backward", "bce_with_logits_forward", "bce_with_logits_backward",
+           "MSECache", "BCECache"]
+
+
+class MSECache(NamedTuple):
+    """What :func:`mse_loss_backward` needs: input − target and the reduction."""
+    diff: object
+    reduction: str
+
+
+class BCECache(NamedTuple):
+    """What :func:`bce_with_logits_backward` needs: the logits and targets, softplus(−x), the weights
+    (or None) and the reduction."""
+    logits: object
+    target: object
+    softplus_neg: object
+    weight: object
+    pos_weight: object
+    reduction: str
 
 
 def _check_pair(kernel, input, target, reduction):
@@ -49,10 +70,7 @@ def _reduce(xp, per_element, reduction):
 def _upstream(kernel, dout, reduction, shape, size):
     """The upstream gradient of every element (RL3): dout / M for "mean", dout for "sum", dout itself for "none"."""
     if reduction == "none":
-        if tuple(np.shape(dout)) != tuple(shape):
-            raise ValueError(f"{kernel}: with reduction='none' dout must have the input's shape {tuple(shape)}, "
-                             f"got {tuple(np.shape(dout))}")
-        return dout
+        return check_grad_shape(kernel, "dout", dout, shape)
     if np.ndim(dout) != 0:
         raise ValueError(f"{kernel}: with reduction={reduction!r} the loss is a scalar, so dout must be a number "
                          f"or 0-d array, got shape {tuple(np.shape(dout))}")
@@ -67,7 +85,7 @@ def mse_loss_forward(input, target, reduction="mean"):
     """
     xp = _check_pair("mse_loss", input, target, reduction)
     diff = input - target
-    return _reduce(xp, diff * diff, reduction), (diff, reduction)
+    return _reduce(xp, diff * diff, reduction), MSECache(diff, reduction)
 
 
 def mse_loss_backward(dout, cache):
@@ -75,7 +93,7 @@ def mse_loss_backward(dout, cache):
 
     dout: a number or 0-d array for "mean"/"sum" (1.0 when the loss is the objective), input's shape for "none".
     """
-    diff, reduction = cache
+    diff, reduction = cache.diff, cache.reduction
     g = _upstream("mse_loss_backward", dout, reduction, diff.shape, diff.size)
     dinput = (2 * g) * diff
     dinput = dinput.astype(diff.dtype, copy=False)
@@ -122,7 +140,7 @@ def bce_with_logits_forward(logits, target, weight=None, pos_weight=None, reduct
     per_element = (1 - target) * logits + log_weight * softplus_neg
     if w["weight"] is not None:
         per_element = per_element * w["weight"]
-    cache = (logits, target, softplus_neg, w["weight"], w["pos_weight"], reduction)
+    cache = BCECache(logits, target, softplus_neg, w["weight"], w["pos_weight"], reduction)
     return _reduce(xp, per_element.astype(logits.dtype, copy=False), reduction), cache
 
 
@@ -134,7 +152,8 @@ def bce_with_logits_backward(dout, cache):
 
     times the upstream gradient (dout / M for "mean"). dout as in :func:`mse_loss_backward`.
     """
-    logits, target, softplus_neg, weight, pos_weight, reduction = cache
+    logits, target, softplus_neg = cache.logits, cache.target, cache.softplus_neg
+    weight, pos_weight, reduction = cache.weight, cache.pos_weight, cache.reduction
     g = _upstream("bce_with_logits_backward", dout, reduction, logits.shape, logits.size)
     sigma_neg = sigmoid(-logits)                      # σ(−x) = 1 − σ(x), stable (eq. A3)
     if pos_weight is None:

@@ -17,11 +17,28 @@ one sequence of the second GRU's batch (N·J of them, I steps long).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
+from .._checks import check_grad_shape, pair
 from ..backend import get_array_module
-from .._checks import pair
 
 __all__ = ["patch_rows_forward", "patch_rows_backward", "rows_to_columns_forward", "rows_to_columns_backward",
-           "columns_to_image_forward", "columns_to_image_backward", "patch_grid"]
+           "columns_to_image_forward", "columns_to_image_backward", "patch_grid", "PatchRowsCache", "RenetRegroupCache"]
+
+
+class PatchRowsCache(NamedTuple):
+    """What :func:`patch_rows_backward` needs: the input's shape (N, C, H, W) and the patch size."""
+    x_shape: tuple
+    ph: int
+    pw: int
+
+
+class RenetRegroupCache(NamedTuple):
+    """The grid of a ReNet regrouping: N images, I patch rows, J patch columns, F features."""
+    images: int
+    rows: int
+    columns: int
+    features: int
 
 
 def _contiguous(xp, view):
@@ -51,7 +68,7 @@ def patch_rows_forward(x, patch_size):
     # (N, C, I, ph, J, pw) -> (J, N, I, C, ph, pw): the sequence axis j first, then the batch (n, i)
     view = x.reshape(N, C, I, ph, J, pw).transpose(4, 0, 2, 1, 3, 5)
     rows = _contiguous(xp, view).reshape(J, N * I, C * ph * pw)
-    return rows, (tuple(x.shape), ph, pw)
+    return rows, PatchRowsCache(tuple(x.shape), ph, pw)
 
 
 def patch_rows_backward(drows, cache):
@@ -59,11 +76,9 @@ def patch_rows_backward(drows, cache):
 
     Every input pixel lands in exactly one patch, so its gradient is that patch entry's gradient.
     """
-    (N, C, H, W), ph, pw = cache
+    (N, C, H, W), ph, pw = cache.x_shape, cache.ph, cache.pw
     I, J = H // ph, W // pw
-    if tuple(drows.shape) != (J, N * I, C * ph * pw):
-        raise ValueError(f"patch_rows_backward: drows must have shape {(J, N * I, C * ph * pw)}, "
-                         f"got {tuple(drows.shape)}")
+    check_grad_shape("patch_rows_backward", "drows", drows, (J, N * I, C * ph * pw))
     xp = get_array_module(drows)
     view = drows.reshape(J, N, I, C, ph, pw).transpose(1, 3, 2, 4, 0, 5)    # (N, C, I, ph, J, pw)
     return _contiguous(xp, view).reshape(N, C, H, W)
@@ -81,16 +96,14 @@ def rows_to_columns_forward(h_rows, images, rows):
     if NI != images * rows:
         raise ValueError(f"rows_to_columns: h_rows has {NI} sequences, expected N·I = {images}·{rows}")
     view = h_rows.reshape(J, images, rows, F).transpose(2, 1, 0, 3)           # (I, N, J, F)
-    return _contiguous(xp, view).reshape(rows, images * J, F), (images, rows, J)
+    return _contiguous(xp, view).reshape(rows, images * J, F), RenetRegroupCache(images, rows, J, F)
 
 
 def rows_to_columns_backward(dh_cols, cache):
     """Inverse of :func:`rows_to_columns_forward` (eq. RN2): dh_cols (I, N·J, F) -> dh_rows (J, N·I, F)."""
-    images, rows, J = cache
+    images, rows, J, F = cache
+    check_grad_shape("rows_to_columns_backward", "dh_cols", dh_cols, (rows, images * J, F))
     xp = get_array_module(dh_cols)
-    F = dh_cols.shape[-1]
-    if tuple(dh_cols.shape) != (rows, images * J, F):
-        raise ValueError(f"rows_to_columns_backward: expected shape {(rows, images * J, F)}, got {tuple(dh_cols.shape)}")
     view = dh_cols.reshape(rows, images, J, F).transpose(2, 1, 0, 3)          # (J, N, I, F)
     return _contiguous(xp, view).reshape(J, images * rows, F)
 
@@ -107,15 +120,13 @@ def columns_to_image_forward(h_cols, images):
         raise ValueError(f"columns_to_image: {NJ} column sequences do not split into {images} images")
     J = NJ // images
     view = h_cols.reshape(I, images, J, F).transpose(1, 3, 0, 2)              # (N, F, I, J)
-    return _contiguous(xp, view), (images, I, J, F)
+    return _contiguous(xp, view), RenetRegroupCache(images, I, J, F)
 
 
 def columns_to_image_backward(dout, cache):
     """Inverse of :func:`columns_to_image_forward` (eq. RN2): dout (N, F, I, J) -> dh_cols (I, N·J, F)."""
     images, I, J, F = cache
-    if tuple(dout.shape) != (images, F, I, J):
-        raise ValueError(f"columns_to_image_backward: dout must have shape {(images, F, I, J)}, "
-                         f"got {tuple(dout.shape)}")
+    check_grad_shape("columns_to_image_backward", "dout", dout, (images, F, I, J))
     xp = get_array_module(dout)
     view = dout.transpose(2, 0, 3, 1)                                         # (I, N, J, F)
     return _contiguous(xp, view).reshape(I, images * J, F)

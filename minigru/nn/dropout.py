@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import backend
 from .. import functional as F
-from .._checks import check_float_input
+from .._checks import check_float_input, check_grad_shape
 from .module import Module
 
 __all__ = ["Dropout"]
@@ -27,11 +27,12 @@ class Dropout(Module):
     def forward(self, x):
         check_float_input(self, x)
         out, cache = F.dropout_forward(x, self.p, self.rng, self.training)
-        self._save_cache((cache,))  # wrapped: a None cache (identity) is still a cache
+        self._save_cache((cache, tuple(x.shape)))  # the shape: a None cache (identity) knows none
         return out
 
     def backward(self, dout):
-        (cache,) = self._pop_cache()
+        cache, shape = self._pop_cache()
+        check_grad_shape("Dropout.backward", "dout", dout, shape)
         return F.dropout_backward(dout, cache)
 
     def extra_repr(self):

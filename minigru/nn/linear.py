@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import backend
 from .. import functional as F
-from .._checks import check_float_input
+from .._checks import check_float_input, check_grad_shape
 from . import init
 from .module import Module
 
@@ -94,11 +94,15 @@ class Flatten(Module):
         start, end = self._dims(x.ndim)
         shape = tuple(x.shape)
         merged = int(np.prod(shape[start:end + 1], dtype=np.int64))
-        self._save_cache(shape)
-        return x.reshape(*shape[:start], merged, *shape[end + 1:])
+        out_shape = (*shape[:start], merged, *shape[end + 1:])
+        self._save_cache((shape, out_shape))
+        return x.reshape(out_shape)
 
     def backward(self, dout):
-        return dout.reshape(self._pop_cache())
+        shape, out_shape = self._pop_cache()
+        # a gradient of the right size but the wrong shape would reshape into silently wrong numbers
+        check_grad_shape("Flatten.backward", "dout", dout, out_shape)
+        return dout.reshape(shape)
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
