@@ -2,8 +2,8 @@
 
 Why a pool at all? A fresh large NumPy array is fresh memory from the
 operating system, and the first write to each 4 KiB page of it costs a page
-fault (about 0.85 us on the 2-core VM of docs/performance.md), which is more
-than the arithmetic done on that page. A training step runs the same kernels
+fault, which is more than the arithmetic done on that page (measured in
+docs/performance.md, "What was changed": items 1 and 7). A training step runs the same kernels
 with the same shapes again and again, so the kernels keep their *internal*
 arrays and reuse them instead of asking for new memory every step.
 
