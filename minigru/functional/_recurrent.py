@@ -208,6 +208,13 @@ def halve_gate_rows(a, gates, hidden):
     return out
 
 
+def sigmoid_of_halves(xp, a_half):
+    """In place: a/2 -> σ(a) = (1 + tanh(a/2)) / 2, the stable sigmoid of eq. A3 (see :func:`halve_gate_rows`)."""
+    xp.tanh(a_half, out=a_half)
+    a_half *= 0.5
+    a_half += 0.5
+
+
 def fresh_rows(cols):
     """(T, H, N) column-layout states -> a NEW contiguous (T, N, H) array.
 

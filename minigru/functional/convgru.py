@@ -52,6 +52,8 @@ import numpy as np
 from .._checks import check_grad_shape
 from ..backend import get_array_module
 from ._recurrent import SequenceCache, bias_gradient, open_cache
+from ._convgru_loops import (backward_loop_reset_after, backward_loop_reset_before, images, loop_reset_after,
+                             loop_reset_before)
 from .activations import sigmoid
 from .conv import col2im, conv2d_backward, conv2d_forward, conv_geometry, im2col
 
@@ -239,24 +241,7 @@ def convgru_step_backward(dh_next, cache):
 
 
 # ----------------------------------------------------------------------- the whole sequence, for speed
-def _state_cols(h_cm, kh, kw):
-    """im2col (eq. C4) of a channel-major state batch (C, N, Ho, Wo) for the 'same' recurrent convolution:
-    (C·kh·kw, N·Ho·Wo), columns ordered (n, a, b) like the state's pixels."""
-    return im2col(h_cm.transpose(1, 0, 2, 3), kh, kw, 1, (kh // 2, kw // 2), merge_batch=True)
-
-
-def _state_cols_transpose(dcols, state_shape, kh, kw):
-    """col2im (eq. C9) back to a channel-major state gradient (C, N·Ho·Wo); ``state_shape`` is (N, C, Ho, Wo)."""
-    dh = col2im(dcols, state_shape, kh, kw, 1, (kh // 2, kw // 2), merge_batch=True)  # (N, C, Ho, Wo)
-    return dh.transpose(1, 0, 2, 3).reshape(state_shape[1], -1)
-
-
-def _images(cm, steps, batch, Ho, Wo):
-    """(T, C, N·Ho·Wo) channel-major states of all steps -> a (T·N, C, Ho, Wo) batch of images (one copy)."""
-    hidden = cm.shape[1]
-    return cm.reshape(steps, hidden, batch, Ho, Wo).transpose(0, 2, 1, 3, 4).reshape(steps * batch, hidden, Ho, Wo)
-
-
+# (the time loops themselves are in _convgru_loops.py)
 def convgru_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, stride=1, padding=None, reset_after=False):
     """A ConvGRU over a whole sequence, one layer (eqs. CG1-CG5 for t = 1..T, computed as CG8).
 
@@ -294,67 +279,16 @@ def convgru_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, stride=1, pad
     if reset_after:
         hidden_n, rh = kept, None
         b_hn = None if bias_hh is None else bias_hh[2 * hidden:, None]
-        _loop_reset_after(xp, gates, hs, hidden_n, weight_hh, b_hn, batch, Ho, Wo)
+        loop_reset_after(xp, gates, hs, hidden_n, weight_hh, b_hn, batch, Ho, Wo)
     else:
         hidden_n, rh = None, kept
-        _loop_reset_before(xp, gates, hs, rh, weight_hh, batch, Ho, Wo)
+        loop_reset_before(xp, gates, hs, rh, weight_hh, batch, Ho, Wo)
     out = xp.empty((steps, batch, hidden, Ho, Wo), dtype=x.dtype)
     out[...] = hs[1:].reshape(steps, hidden, batch, Ho, Wo).transpose(0, 2, 1, 3, 4)
     cache = ConvGRUCache(x_shape=tuple(x.shape), x_cols=x_cols, gates=gates, hs=hs, hidden_n=hidden_n, rh=rh,
                          weight_ih=weight_ih, weight_hh=weight_hh, stride=stride, pad_in=pad_in, state=(Ho, Wo),
                          has_bias=bias_ih is not None, reset_after=reset_after)
     return out, cache
-
-
-def _loop_reset_after(xp, gates, hs, hidden_n, weight_hh, b_hn, batch, Ho, Wo):
-    """Steps 1..T of CG1, CG2, CG4, CG5: one im2col, one GEMM and in-place gate updates per step."""
-    hidden, kh, kw = weight_hh.shape[1:]
-    w_mat = weight_hh.reshape(3 * hidden, -1)
-    gh = xp.empty((3, hidden, gates.shape[-1]), dtype=gates.dtype)
-    tmp = xp.empty_like(gh[0])
-    for t, g in enumerate(gates):
-        h = hs[t]
-        xp.matmul(w_mat, _state_cols(h.reshape(hidden, batch, Ho, Wo), kh, kw), out=gh.reshape(3 * hidden, -1))
-        rz = g[:2]                      # r and z are adjacent: one sigmoid for both (CG1, CG2)
-        rz += gh[:2]
-        sigmoid(rz, out=rz)
-        r, z, n = g
-        if b_hn is None:
-            xp.copyto(hidden_n[t], gh[2])
-        else:
-            xp.add(gh[2], b_hn, out=hidden_n[t])
-        xp.multiply(r, hidden_n[t], out=tmp)
-        n += tmp
-        xp.tanh(n, out=n)               # CG4
-        _mix(xp, h, n, z, out=hs[t + 1])
-
-
-def _loop_reset_before(xp, gates, hs, rh, weight_hh, batch, Ho, Wo):
-    """Steps 1..T of CG1, CG2, CG3, CG5: n needs r ⊙ h first, so two recurrent convolutions per step."""
-    hidden, kh, kw = weight_hh.shape[1:]
-    w_rz = weight_hh[:2 * hidden].reshape(2 * hidden, -1)
-    w_n = weight_hh[2 * hidden:].reshape(hidden, -1)
-    grz = xp.empty((2, hidden, gates.shape[-1]), dtype=gates.dtype)
-    tmp = xp.empty_like(grz[0])
-    for t, g in enumerate(gates):
-        h = hs[t]
-        xp.matmul(w_rz, _state_cols(h.reshape(hidden, batch, Ho, Wo), kh, kw), out=grz.reshape(2 * hidden, -1))
-        rz = g[:2]
-        rz += grz
-        sigmoid(rz, out=rz)             # CG1, CG2
-        r, z, n = g
-        xp.multiply(r, h, out=rh[t])
-        xp.matmul(w_n, _state_cols(rh[t].reshape(hidden, batch, Ho, Wo), kh, kw), out=tmp)
-        n += tmp
-        xp.tanh(n, out=n)               # CG3
-        _mix(xp, h, n, z, out=hs[t + 1])
-
-
-def _mix(xp, h, n, z, out):
-    """CG5 as h' = n + z ⊙ (h − n), written into ``out``."""
-    xp.subtract(h, n, out=out)
-    out *= z
-    out += n
 
 
 def convgru_backward(dhs, dh_last, cache):
@@ -389,21 +323,21 @@ def convgru_backward(dhs, dh_last, cache):
     da = xp.empty(gates.shape, dtype=gates.dtype)
     da_n_in = xp.empty((steps, hidden, pixels), dtype=gates.dtype) if saved.reset_after else None
     if saved.reset_after:
-        _backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hs, saved.hidden_n, weight_hh, batch, Ho, Wo)
+        backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hs, saved.hidden_n, weight_hh, batch, Ho, Wo)
     else:
-        _backward_loop_reset_before(xp, carry, dh_all, da, gates, hs, weight_hh, batch, Ho, Wo)
+        backward_loop_reset_before(xp, carry, dh_all, da, gates, hs, weight_hh, batch, Ho, Wo)
     # CG10: the weight gradients of all steps at once, one im2col over the T·N states and one GEMM each
     da_rows = xp.empty((3 * hidden, steps, pixels), dtype=gates.dtype)
     da_rows[...] = da.reshape(steps, 3 * hidden, pixels).transpose(1, 0, 2)
     da_rows = da_rows.reshape(3 * hidden, steps * pixels)
-    h_cols = im2col(_images(hs[:-1], steps, batch, Ho, Wo), kh, kw, 1, (kh // 2, kw // 2), merge_batch=True)
+    h_cols = im2col(images(hs[:-1], steps, batch, Ho, Wo), kh, kw, 1, (kh // 2, kw // 2), merge_batch=True)
     has_bias = saved.has_bias
     if saved.reset_after:
         dweight_hh = (da_rows @ h_cols.T).reshape(weight_hh.shape)
         dbias_hh = bias_gradient(da_rows) if has_bias else None
         da_rows.reshape(3, hidden, steps, pixels)[2] = da_n_in.transpose(1, 0, 2)   # the input side's n block
     else:
-        rh_cols = im2col(_images(saved.rh, steps, batch, Ho, Wo), kh, kw, 1, (kh // 2, kw // 2), merge_batch=True)
+        rh_cols = im2col(images(saved.rh, steps, batch, Ho, Wo), kh, kw, 1, (kh // 2, kw // 2), merge_batch=True)
         dweight_hh = xp.empty_like(weight_hh)
         dweight_hh[:2 * hidden] = (da_rows[:2 * hidden] @ h_cols.T).reshape(2 * hidden, hidden, kh, kw)
         dweight_hh[2 * hidden:] = (da_rows[2 * hidden:] @ rh_cols.T).reshape(hidden, hidden, kh, kw)
@@ -422,62 +356,3 @@ def convgru_backward(dhs, dh_last, cache):
     return dx, dh0, dweight_ih, dweight_hh, dbias_ih, dbias_hh
 
 
-def _gate_gradients(xp, dh, h, r, z, n, da_z, da_n, tmp):
-    """CG6 for one step: da_z = dh ⊙ (h − n) ⊙ z(1 − z) and da_n = dh ⊙ (1 − z) ⊙ (1 − n²), in place."""
-    xp.subtract(h, n, out=da_z)
-    da_z *= dh
-    da_z *= z
-    xp.subtract(1, z, out=tmp)
-    da_z *= tmp
-    xp.multiply(dh, tmp, out=da_n)
-    xp.multiply(n, n, out=tmp)
-    xp.subtract(1, tmp, out=tmp)
-    da_n *= tmp
-
-
-def _backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hs, hidden_n, weight_hh, batch, Ho, Wo):
-    """Steps T..1 of CG6, CG7 (reset_after) and CG9; ``carry`` ends as ∂L/∂h_0 (channel-major)."""
-    hidden, kh, kw = weight_hh.shape[1:]
-    w_mat_t = weight_hh.reshape(3 * hidden, -1).T
-    tmp = xp.empty_like(carry)
-    for t in range(len(gates) - 1, -1, -1):
-        r, z, n = gates[t]
-        da_r, da_z, da_hidden_n = da[t]
-        dh = dh_all[t]
-        dh += carry                                                  # CG9: total ∂L/∂h_{t+1}
-        _gate_gradients(xp, dh, hs[t], r, z, n, da_z, da_n_in[t], tmp)
-        xp.multiply(da_n_in[t], r, out=da_hidden_n)                  # CG7: what reaches U_hn * h + b_hn
-        xp.multiply(da_hidden_n, hidden_n[t], out=da_r)              # CG7: da_n ⊙ hidden_n ⊙ r(1 − r)
-        xp.subtract(1, r, out=tmp)
-        da_r *= tmp
-        dcols = w_mat_t @ da[t].reshape(3 * hidden, -1)              # CG9: the transposed convolution
-        carry[...] = _state_cols_transpose(dcols, (batch, hidden, Ho, Wo), kh, kw)
-        xp.multiply(dh, z, out=tmp)
-        carry += tmp
-
-
-def _backward_loop_reset_before(xp, carry, dh_all, da, gates, hs, weight_hh, batch, Ho, Wo):
-    """Steps T..1 of CG6, CG7 (reset_before) and CG9: d(r ⊙ h) is a second transposed convolution."""
-    hidden, kh, kw = weight_hh.shape[1:]
-    w_rz_t = weight_hh[:2 * hidden].reshape(2 * hidden, -1).T
-    w_n_t = weight_hh[2 * hidden:].reshape(hidden, -1).T
-    tmp = xp.empty_like(carry)
-    state_shape = (batch, hidden, Ho, Wo)
-    for t in range(len(gates) - 1, -1, -1):
-        r, z, n = gates[t]
-        da_r, da_z, da_n = da[t]
-        h = hs[t]
-        dh = dh_all[t]
-        dh += carry                                                  # CG9
-        _gate_gradients(xp, dh, h, r, z, n, da_z, da_n, tmp)
-        d_rh = _state_cols_transpose(w_n_t @ da_n, state_shape, kh, kw)   # CG7: d(r ⊙ h)
-        xp.multiply(d_rh, h, out=da_r)                               # CG7: d(r ⊙ h) ⊙ h ⊙ r(1 − r)
-        da_r *= r
-        xp.subtract(1, r, out=tmp)
-        da_r *= tmp
-        dcols = w_rz_t @ da[t, :2].reshape(2 * hidden, -1)
-        carry[...] = _state_cols_transpose(dcols, state_shape, kh, kw)   # CG9: U_hr, U_hz transposed
-        xp.multiply(dh, z, out=tmp)
-        carry += tmp
-        xp.multiply(d_rh, r, out=tmp)
-        carry += tmp

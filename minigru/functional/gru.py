@@ -22,23 +22,16 @@ Two conventions, chosen by ``reset_after``:
 
 Shapes: T steps, N sequences, I input features, H hidden units.
 
-Two tiers (see :mod:`minigru.functional`): :func:`gru_step_forward` /
-:func:`gru_step_backward` are the readable step, eqs. G3-G14 line by line.
-:func:`gru_forward` / :func:`gru_backward` are the fused sequence kernels,
-written for speed (eqs. G15-G18) with the machinery of
-:mod:`minigru.functional._recurrent`: all T input
-projections in ONE GEMM before the time loop; per step only ``W_hh h`` and
-in-place gate arithmetic on preallocated buffers; in backward, each step's
-gate gradients are its stored gate values times ``dh`` (eq. G17), only
-``dh`` is carried from step to step, and every weight gradient is ONE GEMM
-after the loop (eq. G16).
-Inside the loop the states are kept transposed, (H, N), so that the r, z, n
-blocks of ``W_hh h`` are contiguous rows (see :mod:`minigru.functional._recurrent`).
-:mod:`minigru.functional.reference` runs the same sequence as a plain loop over the step kernels.
+Two tiers (see :mod:`minigru.functional`): :func:`gru_step_forward` / :func:`gru_step_backward`
+are the readable step, eqs. G3-G14 line by line; :func:`gru_forward` / :func:`gru_backward` are
+the fused sequence kernels (eqs. G15-G18, machinery in :mod:`minigru.functional._recurrent`): all
+T input projections in ONE GEMM before the time loop; per step only ``W_hh h`` and in-place gate
+arithmetic on transposed (H, N) buffers, so that the r, z, n blocks of ``W_hh h`` are contiguous
+rows; in backward only ``dh`` is carried from step to step (eq. G17) and every weight gradient is
+ONE GEMM after the loop (eq. G16). :mod:`minigru.functional.reference` loops over the step kernels.
 
-Names: ``hidden_n`` is always the hidden-side term of the candidate under
-reset_after, ``W_hn h + b_hn`` (what r multiplies, eq. G5); ``rh`` is always
-``r ⊙ h`` under reset_before (what W_hn multiplies, eq. G6).
+Names: ``hidden_n`` is always ``W_hn h + b_hn`` (reset_after, eq. G5), ``rh`` always ``r ⊙ h``
+(reset_before, eq. G6).
 """
 from __future__ import annotations
 
@@ -49,15 +42,14 @@ from .._checks import check_grad_shape
 from ..backend import get_array_module
 from . import _workspace
 from ._recurrent import (SequenceCache, bias_gradient, check_recurrent_args, fresh_rows, gate_rows, halve_gate_rows,
-                         open_cache, project_inputs, to_columns)
+                         open_cache, project_inputs, sigmoid_of_halves, to_columns)
 from .activations import sigmoid
 
 __all__ = ["gru_step_forward", "gru_step_backward", "gru_forward", "gru_backward", "GRUStepCache", "GRUCache"]
 
 
 class GRUStepCache(NamedTuple):
-    """What :func:`gru_step_backward` needs from :func:`gru_step_forward`: its inputs, the gates r, z
-    and candidate n (N, H), and ``hidden_n`` = W_hn h + b_hn (N, H) under reset_after (None otherwise)."""
+    """What :func:`gru_step_backward` needs: the step's inputs, r, z, n (N, H) and hidden_n (N, H) or None."""
     x: object
     h_prev: object
     weight_ih: object
@@ -72,12 +64,8 @@ class GRUStepCache(NamedTuple):
 
 @dataclass(kw_only=True, eq=False)
 class GRUCache(SequenceCache):
-    """The cache of :func:`gru_forward` (pooled arrays in column layout, T steps, N sequences, H units).
-
-    gates (T, 3, H, N): r, z, n of every step; hs_cols (T+1, H, N) and hs_rows (T+1, N, H): h_0..h_T;
-    hidden_n (T, H, N): W_hn h_t + b_hn under reset_after, else None; rh (T, H, N): r ⊙ h_t under
-    reset_before, else None; x2d (T*N, I): the input.
-    """
+    """The cache of :func:`gru_forward`: gates (T, 3, H, N) r, z, n; h_0..h_T as hs_cols (T+1, H, N) and
+    hs_rows (T+1, N, H); hidden_n or rh (T, H, N), the other None; x2d (T*N, I)."""
     x2d: object
     hs_rows: object
     hs_cols: object
@@ -248,7 +236,7 @@ def _gru_loop_reset_after(xp, gates, hs_cols, hidden_n, weight_hh, b_hn):
         xp.matmul(weight_hh, h, out=gh2d)
         rz = g[:2]             # r and z are adjacent: one sigmoid for both (eqs. G3, G4)
         rz += gh_rz
-        _sigmoid_of_halves(xp, rz)
+        sigmoid_of_halves(xp, rz)
         r, z, n = g
         if b_hn is None:
             xp.copyto(hidden_n_t, gh_n)
@@ -276,7 +264,7 @@ def _gru_loop_reset_before(xp, gates, hs_cols, rh, weight_hh):
         xp.matmul(w_hrz, h, out=gh2d)
         rz = g[:2]
         rz += gh
-        _sigmoid_of_halves(xp, rz)
+        sigmoid_of_halves(xp, rz)
         r, z, n = g
         xp.multiply(r, h, out=rh_t)
         xp.matmul(w_hn, rh_t, out=tmp)
@@ -285,13 +273,6 @@ def _gru_loop_reset_before(xp, gates, hs_cols, rh, weight_hh):
         xp.subtract(h, n, out=h_next)
         h_next *= z
         h_next += n            # eq. G7
-
-
-def _sigmoid_of_halves(xp, a_half):
-    """In place: a/2 -> σ(a) = (1 + tanh(a/2)) / 2, the stable sigmoid of eq. A3."""
-    xp.tanh(a_half, out=a_half)
-    a_half *= 0.5
-    a_half += 0.5
 
 
 def gru_backward(dhs, dh_last, cache):

@@ -28,7 +28,7 @@ from ..functional.conv import conv_geometry
 from ..functional.convgru import convgru_state_size
 from . import init
 from .module import Module
-from .rnn import LayerParameters
+from ._recurrent import LayerParameters
 
 __all__ = ["ConvGRU", "ConvGRUCell"]
 
@@ -160,7 +160,7 @@ class ConvGRU(_ConvGRUParams):
 
     def layer_parameters(self, layer: int) -> LayerParameters:
         """The Parameters ``weight_ih_l{layer}``, ``weight_hh_l{layer}``, ``bias_ih_l{layer}``, ``bias_hh_l{layer}``
-        of one layer (0-based) as a :class:`~minigru.nn.rnn.LayerParameters` (biases None with bias=False)."""
+        of one layer (0-based) as a :class:`~minigru.nn._recurrent.LayerParameters` (biases None with bias=False)."""
         if not (isinstance(layer, int) and 0 <= layer < self.num_layers):
             raise IndexError(f"ConvGRU: layer must be in 0..{self.num_layers - 1}, got {layer!r}")
         return LayerParameters(*(self._parameters.get(f"{n}_l{layer}")

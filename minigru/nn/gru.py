@@ -11,7 +11,7 @@ directly, and vice versa.
 from __future__ import annotations
 
 from .. import functional as F
-from .rnn import RNNBase, RNNCellBase
+from ._recurrent import RNNBase, RNNCellBase
 
 __all__ = ["GRU", "GRUCell"]
 

@@ -7,7 +7,7 @@ Gates i, f, g, o stacked in that order in ``weight_ih`` (4H, I) and
 from __future__ import annotations
 
 from .. import functional as F
-from .rnn import RNNBase, RNNCellBase
+from ._recurrent import RNNBase, RNNCellBase
 
 __all__ = ["LSTM", "LSTMCell"]
 
