@@ -95,7 +95,7 @@ def check_recurrent_args(kernel, x, states, weight_ih, weight_hh, bias_ih, bias_
         layout = "(N, I)" if x_ndim == 2 else "(T, N, I)"
         raise ValueError(f"{kernel}: x must have shape {layout}, got {x.ndim}-D shape {tuple(x.shape)}")
     if np.dtype(x.dtype).kind != "f":
-        raise TypeError(f"{kernel}: x must be floating point, got dtype {x.dtype}")
+        raise TypeError(f"{kernel}: x must be a floating-point array, got dtype {x.dtype}")
     if weight_hh.ndim != 2 or weight_hh.shape[0] != num_gates * weight_hh.shape[1]:
         raise ValueError(f"{kernel}: weight_hh must have shape ({num_gates}*H, H), got {tuple(weight_hh.shape)}")
     hidden = weight_hh.shape[1]
@@ -117,8 +117,8 @@ def check_recurrent_args(kernel, x, states, weight_ih, weight_hh, bias_ih, bias_
     for name, a in (("weight_ih", weight_ih), ("weight_hh", weight_hh), ("bias_ih", bias_ih),
                     ("bias_hh", bias_hh), *states.items()):
         if a is not None and a.dtype != x.dtype:
-            raise TypeError(f"{kernel}: {name} has dtype {a.dtype} but x has {x.dtype}; cast one of them "
-                            "(module.to(dtype) or x.astype(...)) so that no precision is mixed silently")
+            raise TypeError(f"{kernel}: {name} has dtype {a.dtype} but x is {x.dtype}; cast x (x.astype(...)) or "
+                            f"the layer (module.to({x.dtype.name!r})) so that no precision is mixed silently")
     return xp
 
 

@@ -22,8 +22,6 @@ import numbers
 import warnings
 from typing import NamedTuple, Optional
 
-import numpy as np
-
 from .. import backend
 from .. import functional as F
 from .._checks import check_grad_shape, positive_int
@@ -57,18 +55,15 @@ def check_kernel(owner, kernel):
 
 
 def check_layer_input(owner, x, p, expected_features, layout):
-    """Common checks of a recurrent layer's input x against its weight p: backend, dtype, feature count."""
+    """What a recurrent layer checks of its input x in its own terms: the backend of its weight p and
+    ``input_size``. Floating point and matching dtypes are the kernel's checks (it words them for the
+    layer's user too), so they are not repeated here."""
     backend.backend_of(x)  # a TypeError naming the type for lists, torch tensors, ...
     if backend.backend_of(x) != backend.backend_of(p):
         raise backend.BackendMismatchError(
             f"{owner} parameters live on {backend.backend_of(p)} but x is a {backend.backend_of(x)} array; move "
             f"the layer with .to('{backend.backend_of(x)}') or x with minigru.backend.to_backend(x, "
             f"'{backend.backend_of(p)}')")
-    if np.dtype(x.dtype).kind != "f":
-        raise TypeError(f"{owner} expected floating-point input, got dtype {x.dtype}")
-    if x.dtype != p.dtype:
-        raise TypeError(f"{owner} parameters are {p.dtype} but x is {x.dtype}; cast x (x.astype(...)) or the "
-                        f"layer (.to({x.dtype.name!r}))")
     if x.shape[-1] != expected_features:
         raise ValueError(f"{owner} expected input_size {expected_features} but got x with {x.shape[-1]} "
                          f"features; {layout}, got shape {tuple(x.shape)}")
@@ -191,8 +186,6 @@ class RNNBase(Module):
             if tuple(s.shape) != expected:
                 raise ValueError(f"{name} expected {state_name} of shape {expected} = (num_layers * num_directions, "
                                  f"{'batch, ' if batched else ''}hidden_size), got {tuple(s.shape)}")
-            if s.dtype != like.dtype:
-                raise TypeError(f"{name}: {state_name} has dtype {s.dtype} but x has {like.dtype}")
             checked.append([s[k] if batched else s[k][None, :] for k in range(count)])
         return [tuple(states[k] for states in checked) for k in range(count)]
 
