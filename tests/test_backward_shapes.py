@@ -118,3 +118,23 @@ def test_convgru_with_no_time_step_is_refused_like_gru():
         nn.ConvGRU(2, 3, 3, batch_first=True, rng=0, dtype=F64)(np.zeros((2, 0, 2, 4, 4)))
     with pytest.raises(ValueError, match="empty"):
         nn.GRU(2, 3, rng=0, dtype=F64)(np.zeros((0, 2, 2)))
+
+
+def test_the_cases_of_the_issue():
+    """issue 13 §3, word for word: each of these used to return numbers."""
+    cell = nn.GRUCell(3, 4, rng=0, dtype=F64)
+    cell(_x(2, 3))
+    with pytest.raises(ValueError, match=r"GRUCell.backward: dh_next must have shape \(2, 4\) .*got \(1, 4\)"):
+        cell.backward(np.ones((1, 4)))
+    for layer in (nn.ReLU(), nn.Tanh(), nn.Sigmoid(), nn.Softmax()):
+        layer(_x(2, 4))
+        with pytest.raises(ValueError, match=r"must have shape \(2, 4\)"):
+            layer.backward(np.ones((1, 4)))
+    flatten = nn.Flatten()
+    flatten(_x(2, 3, 4))
+    with pytest.raises(ValueError, match=r"Flatten.backward: dout must have shape \(2, 12\)"):
+        flatten.backward(np.ones((4, 6)))                    # the right size, the wrong shape
+    convgru = nn.ConvGRU(2, 3, 3, num_layers=2, rng=0, dtype=F64)
+    out, h_n = convgru(_x(3, 2, 2, 4, 4))
+    with pytest.raises(ValueError, match=r"ConvGRU.backward: dh_n must have shape \(2, 2, 3, 4, 4\)"):
+        convgru.backward(np.ones_like(out), np.ones((1, 2, 3, 4, 4)))   # one layer's gradient for two layers
