@@ -323,7 +323,8 @@ def convgru_backward(dhs, dh_last, cache):
     da = xp.empty(gates.shape, dtype=gates.dtype)
     da_n_in = xp.empty((steps, hidden, pixels), dtype=gates.dtype) if saved.reset_after else None
     if saved.reset_after:
-        backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hs, saved.hidden_n, weight_hh, batch, Ho, Wo)
+        backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, hs, saved.hidden_n, weight_hh,
+                                  batch, Ho, Wo)
     else:
         backward_loop_reset_before(xp, carry, dh_all, da, gates, hs, weight_hh, batch, Ho, Wo)
     # CG10: the weight gradients of all steps at once, one im2col over the T·N states and one GEMM each

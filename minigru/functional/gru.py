@@ -132,7 +132,8 @@ def gru_step_backward(dh_next, cache):
     """
     check_grad_shape("gru_step_backward", "dh_next", dh_next, cache.h_prev.shape)
     x, h_prev, weight_ih, weight_hh = cache.x, cache.h_prev, cache.weight_ih, cache.weight_hh
-    r, z, n, hidden_n, reset_after, has_bias = cache.r, cache.z, cache.n, cache.hidden_n, cache.reset_after, cache.has_bias
+    r, z, n, hidden_n = cache.r, cache.z, cache.n, cache.hidden_n
+    reset_after, has_bias = cache.reset_after, cache.has_bias
     xp = get_array_module(dh_next, x)
     ### HINT: through h_next = (1-z) n + z h_prev: dn, dz and the direct part of dh_prev (eq. G8);
     ### HINT: through the nonlinearities: da_n = dn (1 - n²), da_z = dz z (1 - z) (eqs. G9, G10);
