@@ -76,7 +76,8 @@ def _backward_steps(xp, kernel, step_backward, dhs, dlast, cache, state_count):
     for name, d in zip(("dh_last", "dc_last"), dlast):
         check_grad_shape(kernel, name, d, (batch, hidden), optional=True)
     dtype = cache.steps[0].x.dtype
-    carry = [xp.zeros((batch, hidden), dtype=dtype) if d is None else d for d in dlast]
+    # copies: a step backward (a student's, say) may update its gradient arguments in place
+    carry = [xp.zeros((batch, hidden), dtype=dtype) if d is None else d.copy() for d in dlast]
     dxs = [None] * steps
     total = None
     for t in range(steps - 1, -1, -1):
