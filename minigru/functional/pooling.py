@@ -14,6 +14,8 @@ pooling pads with zeros that count in the divisor (``count_include_pad=True``).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .._checks import check_grad_shape
@@ -21,7 +23,27 @@ from ..backend import get_array_module
 from .conv import conv_geometry, padded_input, scratch_buffer, window_view
 
 __all__ = ["maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
-           "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward"]
+           "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward", "MaxPoolCache", "AvgPoolCache",
+           "GlobalAvgPoolCache"]
+
+
+class MaxPoolCache(NamedTuple):
+    """What :func:`maxpool2d_backward` needs: each window's argmax offset (N, C, Ho, Wo) (-1: no
+    gradient, see ``relu``), x's shape and the window geometry."""
+    argmax: object
+    x_shape: tuple
+    geometry: object
+
+
+class AvgPoolCache(NamedTuple):
+    """What :func:`avgpool2d_backward` needs: x's shape and the window geometry."""
+    x_shape: tuple
+    geometry: object
+
+
+class GlobalAvgPoolCache(NamedTuple):
+    """What :func:`adaptive_avgpool2d_backward` needs after a global average (output size 1): x's shape."""
+    x_shape: tuple
 
 
 def _pool_geometry(name, x, kernel_size, stride, padding):
@@ -103,7 +125,7 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, relu=False):
         best_at *= positive
         best_at -= 1
         xp.maximum(out, 0, out=out)
-    return out, (best_at, tuple(x.shape), g)
+    return out, MaxPoolCache(best_at, tuple(x.shape), g)
 
 
 def maxpool2d_backward(dout, cache):
@@ -147,7 +169,7 @@ def avgpool2d_forward(x, kernel_size, stride=None, padding=0):
     for t in range(1, g.kh * g.kw):
         xp.add(total, windows[:, :, t // g.kw, t % g.kw], out=total)
     total /= g.kh * g.kw
-    return total, (tuple(x.shape), g)
+    return total, AvgPoolCache(tuple(x.shape), g)
 
 
 def avgpool2d_backward(dout, cache):
@@ -196,15 +218,15 @@ def adaptive_avgpool2d_forward(x, output_size):
     if (kh, kw) == tuple(x.shape[2:]):
         if x.dtype.kind != "f":
             raise TypeError(f"adaptive_avgpool2d needs a floating-point x, got {x.dtype}")
-        return x.mean(axis=(2, 3), keepdims=True), ("global", tuple(x.shape))
+        return x.mean(axis=(2, 3), keepdims=True), GlobalAvgPoolCache(tuple(x.shape))
     return avgpool2d_forward(x, (kh, kw))
 
 
 def adaptive_avgpool2d_backward(dout, cache):
     """dx: (N, C, H, W) from dout (N, C, Ho, Wo); for output size 1, dx = dout / (H*W) everywhere (eq. P7)."""
-    if cache[0] == "global":
+    if isinstance(cache, GlobalAvgPoolCache):
         xp = get_array_module(dout)
-        x_shape = cache[1]
+        x_shape = cache.x_shape
         check_grad_shape("adaptive_avgpool2d_backward", "dout", dout, (*x_shape[:2], 1, 1))
         return xp.broadcast_to(dout / (x_shape[2] * x_shape[3]), x_shape).copy()
     return avgpool2d_backward(dout, cache)
