@@ -8,11 +8,14 @@ each wrong shape (an axis of another size, 1 included, an axis too few or too ma
 in another shape) raises a one-line ValueError naming the expected shape, and the right shapes work.
 Backward takes the gradients in the order of the flattened outputs of forward (``out, h_n`` ...).
 """
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minigru import functional as F
 from minigru import nn
 
 F64 = np.float64
@@ -138,3 +141,48 @@ def test_the_cases_of_the_issue():
     out, h_n = convgru(_x(3, 2, 2, 4, 4))
     with pytest.raises(ValueError, match=r"ConvGRU.backward: dh_n must have shape \(2, 2, 3, 4, 4\)"):
         convgru.backward(np.ones_like(out), np.ones((1, 2, 3, 4, 4)))   # one layer's gradient for two layers
+
+
+def _kernel_cases():
+    """(name, backward(dout) after a forward) for kernels with no layer of their own or checked there first."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3))
+
+    def naive():
+        out, cache = F.conv2d_naive_forward(x, w, None, 1, 1)
+        return out.shape, lambda d: F.conv2d_naive_backward(d, cache)
+
+    def regroup():
+        h_cols, cache = F.rows_to_columns_forward(rng.standard_normal((3, 2 * 4, 5)), 2, 4)
+        return h_cols.shape, lambda d: F.rows_to_columns_backward(d, cache)
+
+    def step(kind):
+        xs, h = rng.standard_normal((2, 3)), rng.standard_normal((2, 4))
+        gates = {"rnn": 1, "gru": 3, "lstm": 4}[kind]
+        params = (rng.standard_normal((gates * 4, 3)), rng.standard_normal((gates * 4, 4)), None, None)
+        if kind == "lstm":
+            (h_next, _), cache = F.lstm_step_forward(xs, h, h.copy(), *params)
+            return h_next.shape, lambda d: F.lstm_step_backward(d, None, cache)
+        h_next, cache = getattr(F, f"{kind}_step_forward")(xs, h, *params)
+        return h_next.shape, lambda d: getattr(F, f"{kind}_step_backward")(d, cache)
+
+    def lstm_dc():
+        xs, h = rng.standard_normal((2, 3)), rng.standard_normal((2, 4))
+        params = (rng.standard_normal((16, 3)), rng.standard_normal((16, 4)), None, None)
+        (h_next, _), cache = F.lstm_step_forward(xs, h, h.copy(), *params)
+        return h_next.shape, lambda d: F.lstm_step_backward(np.ones(h_next.shape), d, cache)
+
+    return {"conv2d_naive_backward": naive, "rows_to_columns_backward": regroup,
+            "rnn_step_backward": lambda: step("rnn"), "gru_step_backward": lambda: step("gru"),
+            "lstm_step_backward": lambda: step("lstm"), "lstm_step_backward.dc_next": lstm_dc}
+
+
+@pytest.mark.parametrize("name", sorted(_kernel_cases()))
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_kernel_backward_refuses_gradients_of_the_wrong_shape(name, data):
+    shape, backward = _kernel_cases()[name]()
+    wrong = data.draw(st.sampled_from(_wrong_shapes(shape)), label="wrong shape")
+    with pytest.raises(ValueError, match=r"must have shape " + re.escape(str(shape))):
+        backward(np.ones(wrong))
+    backward(np.ones(shape))

@@ -7,10 +7,22 @@ the same numbers with one matrix product.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
+from .._checks import check_grad_shape
 from ..backend import get_array_module
 from .conv import _check_conv_inputs, conv_geometry
 
-__all__ = ["conv2d_naive_forward", "conv2d_naive_backward"]
+__all__ = ["conv2d_naive_forward", "conv2d_naive_backward", "ConvNaiveCache"]
+
+
+class ConvNaiveCache(NamedTuple):
+    """What :func:`conv2d_naive_backward` needs: the padded input, the weight, whether there is a bias,
+    and the geometry (sizes, stride, pads)."""
+    xpad: object
+    weight: object
+    has_bias: bool
+    geometry: object
 
 
 def _pad(x, pads):
@@ -24,7 +36,7 @@ def conv2d_naive_forward(x, weight, bias, stride=1, padding=0):
 
     Inputs: x (N, C, H, W), weight (K, C, kh, kw), bias (K,) or None, stride and
     padding as in :func:`~minigru.functional.conv.conv2d_forward`.
-    Returns (out (N, K, Ho, Wo), cache (xpad, weight, bias is not None, geometry)).
+    Returns (out (N, K, Ho, Wo), cache), a :class:`ConvNaiveCache`.
     """
     xp = _check_conv_inputs(x, weight, bias)
     N = x.shape[0]
@@ -44,7 +56,7 @@ def conv2d_naive_forward(x, weight, bias, stride=1, padding=0):
             if bias is not None:
                 out[n, k] += bias[k]
     ### END SOLUTION
-    return out, (xpad, weight, bias is not None, g)
+    return out, ConvNaiveCache(xpad, weight, bias is not None, g)
 
 
 def conv2d_naive_backward(dout, cache):
@@ -60,6 +72,7 @@ def conv2d_naive_backward(dout, cache):
     xp = get_array_module(dout, xpad)
     N = xpad.shape[0]
     K, C, kh, kw = weight.shape
+    check_grad_shape("conv2d_naive_backward", "dout", dout, (N, K, g.Ho, g.Wo))
     dxpad = xp.zeros_like(xpad)
     dweight = xp.zeros_like(weight)
     dbias = xp.zeros(K, dtype=weight.dtype) if has_bias else None
