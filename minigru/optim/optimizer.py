@@ -25,7 +25,17 @@ import numpy as np
 from .. import backend
 from ..nn.module import Module, Parameter
 
-__all__ = ["Optimizer"]
+__all__ = ["Optimizer", "RemovableHandle"]
+
+
+class RemovableHandle:
+    """What ``register_step_post_hook`` returns: ``handle.remove()`` unregisters the hook (twice is harmless)."""
+
+    def __init__(self, hooks: dict, hook_id: int):
+        self._hooks, self.id = hooks, hook_id
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
 
 
 class Optimizer:
@@ -42,6 +52,9 @@ class Optimizer:
         self.state: dict[Parameter, dict] = {}
         # Work arrays reused every step (not part of the state; rebuilt freely).
         self._scratch: dict[Parameter, list] = {}
+        # Functions called after every step (weight averaging, logging): id -> hook(optimizer, args, kwargs).
+        self._step_post_hooks: dict[int, object] = {}
+        self._next_hook_id = 0
         if isinstance(params, Module):
             raise TypeError(f"{type(self).__name__} takes parameters, not a Module: pass model.parameters()")
         if isinstance(params, Parameter):
@@ -112,6 +125,24 @@ class Optimizer:
                             f"{backend.backend_of(p.data)}: the model was moved after the optimizer was built. "
                             "Build the optimizer after model.to(...) (or move it with load_state_dict(state_dict()))")
                 self._update(p, group, state)
+        for hook in list(self._step_post_hooks.values()):
+            hook(self, (), {})
+
+    def register_step_post_hook(self, hook) -> "RemovableHandle":
+        """Call ``hook(optimizer, args, kwargs)`` after every :meth:`step`, as torch's method of that name.
+
+        This is how :class:`~minigru.optim.ExponentialMovingAverage` follows a
+        training loop without changes to the loop. ``args`` and ``kwargs`` are
+        those of ``step()`` (always empty here). Returns a handle whose
+        ``remove()`` unregisters the hook.
+        """
+        if not callable(hook):
+            raise TypeError(f"a step hook must be callable as hook(optimizer, args, kwargs), got "
+                            f"{type(hook).__name__}")
+        hook_id = self._next_hook_id
+        self._next_hook_id += 1
+        self._step_post_hooks[hook_id] = hook
+        return RemovableHandle(self._step_post_hooks, hook_id)
 
     def _update(self, p: Parameter, group: dict, state: dict) -> None:
         raise NotImplementedError
