@@ -7,6 +7,7 @@ from .dropout import Dropout  # noqa: F401
 from .normalization import BatchNorm1d, BatchNorm2d  # noqa: F401
 from .loss import CrossEntropyLoss  # noqa: F401
 from .conv import Conv2d  # noqa: F401
+from .whitening import PatchWhitening  # noqa: F401
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d  # noqa: F401
 from .rnn import RNN, RNNCell  # noqa: F401
 from .gru import GRU, GRUCell  # noqa: F401
