@@ -29,7 +29,7 @@ __all__ = ["main", "build_parser"]
 
 DATASETS = ("cifar10", "synthetic-shapes")
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("onecycle", "cosine", "constant")
+SCHEDULES = ("onecycle", "linear", "cosine", "constant")
 
 
 class CLIError(Exception):
@@ -67,11 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--optimizer", choices=OPTIMIZERS)
     group.add_argument("--lr", type=float, help="peak learning rate (one-cycle) or starting rate")
     group.add_argument("--momentum", type=float)
+    group.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                       help="Nesterov momentum with SGD (the recipes' default)")
     group.add_argument("--weight-decay", type=float, help="L2 decay of weights (not of biases or batch norm)")
     group.add_argument("--schedule", choices=SCHEDULES)
-    group.add_argument("--pct-start", type=float, help="fraction of the one-cycle schedule spent warming up")
+    group.add_argument("--pct-start", type=float, help="fraction of the steps spent warming up (onecycle, linear)")
     group.add_argument("--label-smoothing", type=float)
     group.add_argument("--clip-grad-norm", type=float)
+    group.add_argument("--ema", type=float, metavar="DECAY",
+                       help="keep an exponential moving average of the weights (e.g. 0.99) and test with it")
     group.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                        help="test-time augmentation: average the logits of each test image and its mirror")
     group = train.add_argument_group("model and machine")

@@ -19,7 +19,7 @@ from .data import (Compose, DataLoader, DatasetError, DatasetNotFoundError, Norm
                    RandomHorizontalFlip, load_cifar10, make_shapes, train_val_split)
 from .models import registry
 from .nn import CrossEntropyLoss, no_grad
-from .optim import SGD, Adam, AdamW
+from .optim import SGD, Adam, AdamW, ExponentialMovingAverage
 from .optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 from .train import CheckpointError, Trainer, plot_history, read_checkpoint
 from .train.metrics import confusion_matrix, format_confusion_matrix, per_class_accuracy
@@ -32,6 +32,7 @@ USER_ERRORS = (CLIError, DatasetNotFoundError, DatasetError, CheckpointError, ba
 CHECKPOINT = "checkpoint.npz"
 SYNTHETIC_TRAIN, SYNTHETIC_TEST = 5000, 1000   # default size of the generated data set
 EVAL_BATCH = 500
+DATA_INIT_IMAGES = 5000   # training images that data-dependent layers (PatchWhitening) are fitted to
 
 # options whose value is part of a run's config (the names of the parsed arguments)
 _RUN_OPTIONS = ("dataset", "limit_train", "limit_test", "seed", "dtype") + registry.RECIPE_KEYS
@@ -71,6 +72,9 @@ def _check_config(config) -> None:
                                                  f"got {config['label_smoothing']}")
     need(config["weight_decay"] >= 0, f"--weight-decay must be >= 0, got {config['weight_decay']}")
     need(0.0 < config["pct_start"] < 1.0, f"--pct-start must be in (0, 1), got {config['pct_start']}")
+    need(config.get("ema") is None or 0.0 <= config["ema"] < 1.0, f"--ema must be in [0, 1), got {config.get('ema')}")
+    need(not config.get("nesterov", True) or config["optimizer"] != "sgd" or config["momentum"] > 0,
+         "--nesterov needs --momentum > 0 (use --no-nesterov for plain SGD)")
     for key in ("limit_train", "limit_test"):
         need(config[key] is None or config[key] >= 1, f"--{key.replace('_', '-')} must be >= 1, got {config[key]}")
     need(config["seed"] >= 0, f"--seed must be >= 0, got {config['seed']}")
@@ -130,10 +134,16 @@ def build_run(config, data_path=None, download=False):
                               transform=Compose(steps + [norm]), seed=config["seed"], dtype=dtype)
     val_loader = None if val is None else DataLoader(val, batch_size=EVAL_BATCH, transform=norm, dtype=dtype)
     model = registry.build_model(config["model"], rng=config["seed"], dtype=dtype, **config["model_args"])
+    if hasattr(model, "initialize_from_data"):   # e.g. the whitening filters, from the (normalised) training images
+        sample = backend.to_backend(train[0][:DATA_INIT_IMAGES]).astype(dtype) * dtype.type(1 / 255)
+        model.initialize_from_data(norm(sample))
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, len(train_loader))
+    ema = None
+    if config.get("ema") is not None:            # averaged after every optimizer step (a step hook)
+        ema = ExponentialMovingAverage(model, decay=config["ema"], use_buffers=True).attach(optimizer)
     loss = CrossEntropyLoss(label_smoothing=config["label_smoothing"])
-    return dict(model=model, optimizer=optimizer, scheduler=scheduler, loss=loss, train_loader=train_loader,
+    return dict(model=model, optimizer=optimizer, scheduler=scheduler, loss=loss, ema=ema, train_loader=train_loader,
                 val_loader=val_loader, test_loader=test_loader(config, test), classes=classes)
 
 
@@ -145,15 +155,27 @@ def make_optimizer(model, config):
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     if config["optimizer"] == "sgd":
-        return SGD(groups, lr=config["lr"], momentum=config["momentum"], nesterov=config["momentum"] > 0)
+        nesterov = config.get("nesterov", True) and config["momentum"] > 0
+        return SGD(groups, lr=config["lr"], momentum=config["momentum"], nesterov=nesterov)
     cls = Adam if config["optimizer"] == "adam" else AdamW
     return cls(groups, lr=config["lr"])
 
 
 def make_scheduler(optimizer, config, steps_per_epoch):
+    """The recipe's per-batch or per-epoch schedule (None for a constant rate).
+
+    ``onecycle``: cosine warm-up from lr/25 to lr over ``pct_start`` of the steps, cosine decay to ~0, momentum
+    cycled 0.95 -> 0.85 -> 0.95. ``linear``: straight-line warm-up from lr/10 over ``pct_start`` of the steps,
+    straight-line decay to lr·1e-5, constant momentum (airbench's triangle; torch's OneCycleLR with
+    ``anneal_strategy="linear", cycle_momentum=False``).
+    """
     if config["schedule"] == "onecycle":
         return OneCycleLR(optimizer, max_lr=config["lr"], epochs=config["epochs"], steps_per_epoch=steps_per_epoch,
                           pct_start=config["pct_start"])
+    if config["schedule"] == "linear":
+        return OneCycleLR(optimizer, max_lr=config["lr"], epochs=config["epochs"], steps_per_epoch=steps_per_epoch,
+                          pct_start=config["pct_start"], anneal_strategy="linear", cycle_momentum=False,
+                          div_factor=10.0, final_div_factor=1e4)
     if config["schedule"] == "cosine":
         return CosineAnnealingLR(optimizer, T_max=config["epochs"])
     return None
@@ -213,10 +235,17 @@ def _resume_config(args, out):
     return config, path
 
 
+def _checkpoint_extra(config, run) -> dict:
+    extra = {"config": config}
+    if run.get("ema") is not None:
+        extra["ema"] = run["ema"].state_dict()
+    return extra
+
+
 def _epoch_writer(out, config, run, started, print_lines):
     def on_epoch_end(trainer, record):
         trainer.save_checkpoint(os.path.join(out, CHECKPOINT), run["train_loader"], run["val_loader"],
-                                extra={"config": config})
+                                extra=_checkpoint_extra(config, run))
         trainer.history.to_json(os.path.join(out, "history.json"))
         try:
             plot_history(trainer.history, os.path.join(out, "learning_curve.png"),
@@ -256,11 +285,21 @@ def cmd_train(args) -> int:
     trainer = Trainer(model, run["optimizer"], run["loss"], scheduler=run["scheduler"],
                       clip_grad_norm=config["clip_grad_norm"], progress=not args.no_progress,
                       on_epoch_end=_epoch_writer(out, config, run, started, args.no_progress))
+    if resume_from is not None and run["ema"] is not None:
+        run["ema"].load_state_dict(read_checkpoint(resume_from)["extra"]["ema"])
     history = trainer.fit(run["train_loader"], config["epochs"], run["val_loader"], resume_from=resume_from)
     train_seconds = float(sum(s for s in history.seconds if s is not None))
+    results = {}
+    if run["ema"] is not None:   # the run's result is the averaged model: it goes into the final checkpoint too
+        plain_loss, plain_acc, _ = evaluate_model(model, run["test_loader"], len(run["classes"]), config["tta"])
+        results.update(test_loss_without_ema=plain_loss, test_accuracy_without_ema=plain_acc)
+        print(f"without the weight average: test loss {plain_loss:.4f}, test accuracy {100 * plain_acc:.2f}%")
+        run["ema"].copy_to(model)
+        trainer.save_checkpoint(os.path.join(out, CHECKPOINT), run["train_loader"], run["val_loader"],
+                                extra=_checkpoint_extra(config, run))
     loss, acc, cm = evaluate_model(model, run["test_loader"], len(run["classes"]), config["tta"])
     print(report_evaluation(loss, acc, cm, run["classes"], config["tta"]))
-    results = {"model": config["model"], "epochs": trainer.epoch, "test_loss": loss, "test_accuracy": acc,
+    results = {"model": config["model"], "epochs": trainer.epoch, "test_loss": loss, "test_accuracy": acc, **results,
                "per_class_accuracy": dict(zip(run["classes"], per_class_accuracy(cm).tolist())),
                "confusion_matrix": cm.tolist(), "tta": config["tta"], "train_seconds": train_seconds,
                "parameters": model.num_parameters()}

@@ -19,21 +19,37 @@ from .cnn_gru import CNNGRU, CNNGRU_PRESETS
 from .renet import ReNet
 from .row_gru import RowGRU
 from .seed_cnn import SeedCNN
+from .whitened_cnn_gru import WhitenedCNNGRU
 
 __all__ = ["ModelSpec", "MODELS", "model_names", "get_spec", "build_model", "default_recipe", "load_trained",
            "RECIPE_KEYS"]
 
-RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "pct_start",
-               "label_smoothing", "augment", "clip_grad_norm", "val_split", "tta")
+RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
+               "pct_start", "label_smoothing", "augment", "clip_grad_norm", "ema", "val_split", "tta")
 """The training settings a recipe fixes (the CLI options of the same names override them)."""
 
 # Shared by every recipe unless it says otherwise: 20 epochs (so that the models compare at one budget),
 # SGD with Nesterov momentum and a one-cycle schedule, weight decay on weights only (not on biases or
 # batch-norm parameters), label smoothing, crop + flip augmentation, 10% of the images held out.
 # Batch-norm lets the preset use twice the peak learning rate of the plain CNNs.
-_BASE_RECIPE = dict(epochs=20, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
-                    schedule="onecycle", pct_start=0.25, label_smoothing=0.1, augment=True, clip_grad_norm=None,
-                    val_split=0.1, tta=False)
+_BASE_RECIPE = dict(epochs=20, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
+                    weight_decay=5e-4, schedule="onecycle", pct_start=0.25, label_smoothing=0.1, augment=True,
+                    clip_grad_norm=None, ema=None, val_split=0.1, tta=False)
+
+
+# The airbench-style models (docs/models.md, "Ingredients"): every ingredient at once. A frozen 2x2 patch
+# whitening with stride 2 (lossless, and no trained convolution at full size), batch norm everywhere and a high
+# learning rate, Nesterov SGD, a short linear warm-up then a linear decay, label smoothing 0.2, all 50,000
+# training images (no validation split: the budget is wall time), mirror averaging at test time. The first
+# convolution skips its input gradient (input_grad=False), which training never needs. The epochs are sized
+# from measured step times (docs/models.md, "Sizing the recipes").
+_FAST_MODEL = dict(whiten_stride=2, widths=(64, 128), convs_per_block=(1, 2), hidden_size=128, bidirectional=True,
+                   input_grad=False)
+_FAST_RECIPE = {**_BASE_RECIPE, "epochs": 9, "batch_size": 256, "lr": 0.2, "schedule": "linear", "pct_start": 0.2,
+                "label_smoothing": 0.2, "val_split": 0.0, "tta": True}
+_NINETY_MODEL = dict(whiten_stride=2, widths=(128, 256), convs_per_block=2, hidden_size=192, bidirectional=True,
+                     dropout=0.1, input_grad=False)
+_NINETY_RECIPE = {**_FAST_RECIPE, "epochs": 16}
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,14 @@ MODELS = {spec.name: spec for spec in (
               {**_BASE_RECIPE, "epochs": 15, "batch_size": 64, "optimizer": "adam", "lr": 2e-3,
                "weight_decay": 0.0, "label_smoothing": 0.0, "clip_grad_norm": 5.0},
               "ReNet: two layers of bidirectional GRU sweeps (32 units) over 2x2 patches, no convolutions"),
+    ModelSpec("cnn-gru-fast", WhitenedCNNGRU, dict(_FAST_MODEL),
+              dict(_FAST_RECIPE),
+              "the 10-minute recipe: frozen 2x2 patch whitening (stride 2), conv-BN blocks 64/128, "
+              "bidirectional GRU over the 4 feature-map columns"),
+    ModelSpec("cnn-gru-90", WhitenedCNNGRU, dict(_NINETY_MODEL),
+              dict(_NINETY_RECIPE),
+              "candidate for 90% in an hour: frozen 2x2 patch whitening (stride 2), two convs per block "
+              "128/256, bidirectional GRU over the 4 feature-map columns"),
 )}
 
 

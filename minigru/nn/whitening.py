@@ -64,7 +64,9 @@ class PatchWhitening(Module):
     ----------
     in_channels : image channels C.
     kernel_size : k (int or (kh, kw)); airbench uses 2.
-    padding : as Conv2d's (0: the output is (H - k + 1) x (W - k + 1)).
+    stride : as Conv2d's; stride = k whitens non-overlapping patches (a "patchify" stem: the output is k times
+        smaller, and still holds every pixel, as the D whitened coordinates of each patch).
+    padding : as Conv2d's (0 and stride 1: the output is (H - k + 1) x (W - k + 1)).
     eps : ε of eq. WH1, added to every eigenvalue (in the units of the input's variance).
     negate : also output the negated channels, for a ReLU after the layer.
     dtype : of the filters (float32 default).
@@ -73,8 +75,8 @@ class PatchWhitening(Module):
     Buffers: ``weight`` (out_channels, C, kh, kw) and ``fitted`` (0-d int64, 1 after :meth:`fit`). No parameters.
     """
 
-    def __init__(self, in_channels: int = 3, kernel_size=2, padding=0, eps: float = 5e-4, negate: bool = True,
-                 *, dtype=None):
+    def __init__(self, in_channels: int = 3, kernel_size=2, stride=1, padding=0, eps: float = 5e-4,
+                 negate: bool = True, *, dtype=None):
         super().__init__()
         if int(in_channels) < 1:
             raise ValueError(f"PatchWhitening needs in_channels >= 1, got {in_channels}")
@@ -83,8 +85,9 @@ class PatchWhitening(Module):
                              f"directions), got {eps}")
         self.in_channels = int(in_channels)
         self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
         self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
-        conv_geometry((1, self.in_channels, *self.kernel_size), self.kernel_size, 1, self.padding)
+        conv_geometry((1, self.in_channels, *self.kernel_size), self.kernel_size, self.stride, self.padding)
         self.eps = float(eps)
         self.negate = bool(negate)
         kh, kw = self.kernel_size
@@ -99,6 +102,7 @@ class PatchWhitening(Module):
         """Set the filters from images ``x`` (N, C, H, W), normalised as the training data will be; returns self.
 
         A few thousand images are plenty: the covariance has only D·(D+1)/2 entries (78 for 3 x 2 x 2).
+        The covariance is taken over all patches (stride 1), whatever the layer's stride.
         """
         check_image_input(self, x, self.in_channels)
         kh, kw = self.kernel_size
@@ -118,7 +122,7 @@ class PatchWhitening(Module):
             raise RuntimeError("PatchWhitening has no filters yet: call .fit(training_images) first (a model "
                                "built with it does this in initialize_from_data)")
         check_image_input(self, x, self.in_channels, self.weight.dtype)
-        out, cache = F.conv2d_forward(x, self.weight, None, 1, self.padding)
+        out, cache = F.conv2d_forward(x, self.weight, None, self.stride, self.padding)
         self._save_cache(cache)
         return out
 
@@ -128,5 +132,6 @@ class PatchWhitening(Module):
         return dx
 
     def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, padding={self.padding}, "
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, "
                 f"eps={self.eps}, negate={self.negate}" + ("" if int(self.fitted) else ", not fitted"))

@@ -1,0 +1,134 @@
+"""Time one training step of candidate recipes, to estimate how many epochs fit a wall-clock budget.
+
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python benchmarks/recipe_step_times.py --steps 5 --batch 256
+
+For each model (a registry name, or a key of CANDIDATES below: a registry
+name with overridden arguments) it builds the model, runs ``--warmup`` untimed
+steps, then ``--steps`` timed steps, the models taking turns, of: crop + flip + normalise a uint8 batch, forward,
+cross-entropy with label smoothing, backward, SGD with Nesterov momentum. It
+prints the median seconds per step and the forward multiply-adds per image
+(counted by :func:`macs`), and, from the median, the epochs of ``--train``
+images that fit in ``--budget`` minutes (training steps only; evaluation
+passes come on top).
+
+Step times on a shared machine are slower and noisier than on a quiet one:
+say which it was, and time a reference model (cnn-gru-bn, whose full run is
+measured in docs/models.md) in the same call to compare.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+from minigru import nn, optim
+from minigru.data import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
+from minigru.models import build_model
+
+CANDIDATES = {
+    "fast-input-grad": ("cnn-gru-fast", {"input_grad": True}),
+    "fast-convs-122": ("cnn-gru-fast", {"convs_per_block": (1, 2, 2)}),
+    "fast-48-96-192": ("cnn-gru-fast", {"widths": (48, 96, 192)}),
+    "fast-64-128-256": ("cnn-gru-fast", {"widths": (64, 128, 256)}),
+    "90-convs-111": ("cnn-gru-90", {"convs_per_block": 1}),
+    "90-96-192-384": ("cnn-gru-90", {"widths": (96, 192, 384)}),
+}
+
+
+def macs(model, x) -> int:
+    """Forward multiply-adds per image of the Conv2d, PatchWhitening, GRU and Linear layers (x: one batch)."""
+    total = 0
+    hooks = []
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.PatchWhitening)):
+            original = module.forward
+
+            def counting(inp, _m=module, _f=original):
+                out = _f(inp)
+                nonlocal total
+                total += out.size // out.shape[0] * int(np.prod(_m.weight.shape[1:]))
+                return out
+            module.forward = counting
+            hooks.append(module)
+    out = model(x)
+    for module in hooks:
+        del module.forward
+    for module in model.modules():
+        if isinstance(module, nn.GRU):
+            steps = model.sequence_length
+            per_dir = sum(3 * module.hidden_size * (p.shape[1]) for n, p in module.named_parameters()
+                          if n.startswith("weight_") and not n.endswith("_reverse"))
+            total += steps * per_dir * (2 if module.bidirectional else 1)
+        elif isinstance(module, nn.Linear):
+            total += module.in_features * module.out_features
+    del out
+    return total
+
+
+def make_step(name, overrides, batch, seed=0):
+    """(step function, forward MACs per image, parameters) for one candidate; the step runs one training batch."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (batch, 3, 32, 32), dtype=np.uint8)
+    labels = rng.integers(0, 10, batch).astype(np.int64)
+    transform = Compose([ToFloat(), RandomCrop(32, padding=4), RandomHorizontalFlip(),
+                         Normalize([0.49, 0.48, 0.45], [0.25, 0.24, 0.26])])
+    model = build_model(name, rng=seed, **overrides)
+    first = transform(images, rng).astype(np.float32)
+    if hasattr(model, "initialize_from_data"):
+        model.initialize_from_data(first)
+    count = macs(model, first[:4])
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.2)
+    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+    def step():
+        x = transform(images, rng).astype(np.float32)
+        opt.zero_grad()
+        loss_fn(model(x), labels)
+        model.backward(loss_fn.backward())
+        opt.step()
+    return step, count, model.num_parameters()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="*", default=["cnn-gru-bn", "cnn-gru-fast", "cnn-gru-90"],
+                        help=f"registry names or candidates: {', '.join(CANDIDATES)}")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--train", type=int, default=50_000, help="training images per epoch")
+    parser.add_argument("--budget", type=float, default=10.0, help="minutes")
+    parser.add_argument("--json", default=None, help="also write the rows to this file")
+    args = parser.parse_args(argv)
+    runs = {}
+    for key in args.models:
+        name, overrides = CANDIDATES.get(key, (key, {}))
+        step, count, params = make_step(name, overrides, args.batch)
+        for _ in range(args.warmup):
+            step()
+        runs[key] = (step, count, params, [])
+    for _ in range(args.steps):               # interleaved, so that a change in the machine's load hits all alike
+        for step, _, _, times in runs.values():
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+    rows = []
+    for key, (_, count, params, times) in runs.items():
+        median, best = statistics.median(times), min(times)
+        epoch_s = median * (args.train // args.batch)
+        row = dict(model=key, batch=args.batch, median_s=round(median, 4), min_s=round(best, 4),
+                   ms_per_image=round(1000 * median / args.batch, 3), mmacs_per_image=round(count / 1e6, 2),
+                   parameters=params, epoch_minutes=round(epoch_s / 60, 2),
+                   epochs_in_budget=round(60 * args.budget / epoch_s, 1))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
