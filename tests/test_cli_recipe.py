@@ -93,10 +93,14 @@ def test_linear_schedule_is_torchs_one_cycle_with_linear_annealing(pct_start):
         sched.step()
         torch_sched.step()
     peak = int(np.argmax(lrs))
-    assert lrs[0] == pytest.approx(0.02) and lrs[peak] == pytest.approx(0.2)
+    assert lrs[0] == pytest.approx(0.02) and 0.15 < lrs[peak] <= 0.2     # from lr/10 up to (near) lr
     assert np.all(np.diff(lrs[:peak + 1]) > 0) and np.all(np.diff(lrs[peak:]) < 0)
-    # straight lines: equal steps within each phase
-    np.testing.assert_allclose(np.diff(lrs[peak:]), np.diff(lrs[peak:])[0], rtol=1e-9)
+    # straight lines: equal steps within each phase (the step across the peak, which falls between two
+    # steps, is the one exception)
+    d = np.diff(lrs)
+    rising, falling = d[d > 0], d[d < 0]
+    np.testing.assert_allclose(rising[:-1], rising[0], rtol=1e-9)
+    np.testing.assert_allclose(falling[1:], falling[-1], rtol=1e-9)
 
 
 def test_nesterov_flag(tmp_path, capsys):
