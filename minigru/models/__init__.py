@@ -1,4 +1,4 @@
-"""Models built from minigru's layers: SeedCNN, CNNGRU, RowGRU, ReNet, ConvGRUPredictor, and the
+"""Models built from minigru's layers: SeedCNN, CNNGRU, WhitenedCNNGRU, RowGRU, ReNet, ConvGRUPredictor, and the
 registry of the classifiers' CLI names.
 
 >>> from minigru.models import build_model, CNNGRU
@@ -15,8 +15,9 @@ from .renet import ReNet
 from .registry import MODELS, ModelSpec, build_model, default_recipe, get_spec, load_trained, model_names
 from .row_gru import RowGRU
 from .seed_cnn import SeedCNN
+from .whitened_cnn_gru import WhitenedCNNGRU
 
-__all__ = ["SeedCNN", "CNNGRU", "CNNGRU_PRESETS", "RowGRU", "ReNet", "ConvGRUPredictor", "fit_next_frame",
+__all__ = ["SeedCNN", "CNNGRU", "CNNGRU_PRESETS", "WhitenedCNNGRU", "RowGRU", "ReNet", "ConvGRUPredictor", "fit_next_frame",
            "next_frame_pairs", "ImageToSequence", "RecurrentClassifier", "READOUTS",
            "conv_block", "conv_stack", "MODELS", "ModelSpec", "build_model", "default_recipe", "get_spec",
            "load_trained", "model_names"]
