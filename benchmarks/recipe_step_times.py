@@ -28,13 +28,12 @@ from minigru import nn, optim
 from minigru.data import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
 from minigru.models import build_model
 
+# Variants timed while the recipes were sized (docs/models.md, "Sizing the recipes"): airbench's layout, whose
+# whitening keeps overlapping patches (stride 1) and whose first block runs at 31x31.
 CANDIDATES = {
-    "fast-input-grad": ("cnn-gru-fast", {"input_grad": True}),
-    "fast-convs-122": ("cnn-gru-fast", {"convs_per_block": (1, 2, 2)}),
-    "fast-48-96-192": ("cnn-gru-fast", {"widths": (48, 96, 192)}),
-    "fast-64-128-256": ("cnn-gru-fast", {"widths": (64, 128, 256)}),
-    "90-convs-111": ("cnn-gru-90", {"convs_per_block": 1}),
-    "90-96-192-384": ("cnn-gru-90", {"widths": (96, 192, 384)}),
+    "airbench-32-64-128": ("cnn-gru-fast", {"whiten_stride": 1, "widths": (32, 64, 128), "convs_per_block": 1}),
+    "airbench-64-128-256-c122": ("cnn-gru-90", {"whiten_stride": 1, "widths": (64, 128, 256),
+                                                "convs_per_block": (1, 2, 2)}),
 }
 
 

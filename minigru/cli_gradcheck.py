@@ -61,6 +61,9 @@ def gradcheck_cases():
     def image_batch(rng):  # (N, C, H, W) with distinct values (no ties for max pooling)
         return rng.permutation(np.arange(2 * 2 * 5 * 5, dtype=F64)).reshape(2, 2, 5, 5) / 25.0 - 2.0
 
+    def _fitted_whitening(x):  # filters from the batch itself; ε 0.1 keeps their gain (and round-off) small
+        return nn.PatchWhitening(2, 2, eps=0.1, dtype=F64).fit(x), [x]
+
     def batch_norm(cls, channels, rng):  # random γ, β and running statistics: nothing trivially 0 or 1
         layer = cls(channels, dtype=F64)
         layer.weight.data[...] = rng.uniform(0.5, 1.5, channels)
@@ -82,6 +85,7 @@ def gradcheck_cases():
         ("Conv2d 3x3 pad 1", lambda r: (nn.Conv2d(2, 3, 3, padding=1, rng=r, dtype=F64), [normal(r, 2, 2, 4, 4)])),
         ("Conv2d 3x2 stride 2", lambda r: (nn.Conv2d(2, 2, (3, 2), stride=2, rng=r, dtype=F64),
                                            [normal(r, 1, 2, 5, 6)])),
+        ("PatchWhitening 2x2 (fixed filters)", lambda r: _fitted_whitening(normal(r, 2, 2, 4, 5))),
         ("MaxPool2d 2", lambda r: (nn.MaxPool2d(2), [image_batch(r)])),
         ("MaxPool2d 3 stride 2 pad 1", lambda r: (nn.MaxPool2d(3, stride=2, padding=1), [image_batch(r)])),
         ("AvgPool2d 2", lambda r: (nn.AvgPool2d(2), [normal(r, 2, 2, 4, 4)])),

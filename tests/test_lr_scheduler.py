@@ -84,6 +84,9 @@ ONE_CYCLE = [
                          final_div_factor=100.0)),
     ("SGD", dict(momentum=0.9), dict(max_lr=0.5, total_steps=16, anneal_strategy="linear", three_phase=True)),
     ("SGD", dict(momentum=0.9), dict(max_lr=0.5, total_steps=16, cycle_momentum=False)),
+    # warm-up then linear decay at constant momentum (`minigru train --schedule linear`)
+    ("SGD", dict(momentum=0.9, nesterov=True), dict(max_lr=0.2, total_steps=30, pct_start=0.2, anneal_strategy="linear",
+                                                    cycle_momentum=False, div_factor=10.0, final_div_factor=1e4)),
     ("Adam", dict(), dict(max_lr=0.01, total_steps=30)),
     ("AdamW", dict(betas=(0.9, 0.99)), dict(max_lr=0.01, total_steps=30, three_phase=True, base_momentum=0.8,
                                            max_momentum=[0.95, 0.9])),

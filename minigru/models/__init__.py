@@ -17,7 +17,7 @@ from .row_gru import RowGRU
 from .seed_cnn import SeedCNN
 from .whitened_cnn_gru import WhitenedCNNGRU
 
-__all__ = ["SeedCNN", "CNNGRU", "CNNGRU_PRESETS", "WhitenedCNNGRU", "RowGRU", "ReNet", "ConvGRUPredictor", "fit_next_frame",
-           "next_frame_pairs", "ImageToSequence", "RecurrentClassifier", "READOUTS",
+__all__ = ["SeedCNN", "CNNGRU", "CNNGRU_PRESETS", "WhitenedCNNGRU", "RowGRU", "ReNet", "ConvGRUPredictor",
+           "fit_next_frame", "next_frame_pairs", "ImageToSequence", "RecurrentClassifier", "READOUTS",
            "conv_block", "conv_stack", "MODELS", "ModelSpec", "build_model", "default_recipe", "get_spec",
            "load_trained", "model_names"]

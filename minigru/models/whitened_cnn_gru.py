@@ -63,7 +63,7 @@ class WhitenedCNNGRU(RecurrentClassifier):
     whiten_eps : ε of eq. WH1 (in units of the normalised input's variance).
     whiten_stride : 1 (airbench: overlapping patches, output (H - k + 1)) or k (non-overlapping patches: a
         "patchify" stem, k times smaller and still lossless, so that no trained convolution runs at full size).
-    widths : output channels of each block; each block halves H and W (after the whitening's k - 1 loss).
+    widths : output channels of each block; each block halves the whitened map (H and W).
     convs_per_block : convolutions per block (an int, or one per block); the first runs before the pooling.
     hidden_size, num_layers, bidirectional, reset_after : the GRU's, with torch's meaning. ``reset_after=True``
         (the default) is torch's and cuDNN's convention: n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)).
@@ -78,8 +78,9 @@ class WhitenedCNNGRU(RecurrentClassifier):
     """
 
     def __init__(self, num_classes=10, in_channels=3, image_size=32, whiten=True, whiten_kernel=2, whiten_eps=5e-4,
-                 whiten_stride=1, widths=(32, 64, 128), convs_per_block=1, hidden_size=128, num_layers=1, bidirectional=True,
-                 dropout=0.0, reset_after=True, readout="final", input_grad=True, *, rng=None, dtype=None):
+                 whiten_stride=1, widths=(32, 64, 128), convs_per_block=1, hidden_size=128, num_layers=1,
+                 bidirectional=True, dropout=0.0, reset_after=True, readout="final", input_grad=True, *,
+                 rng=None, dtype=None):
         super().__init__()
         name = type(self).__name__
         widths = check_widths(name, widths)
@@ -96,8 +97,8 @@ class WhitenedCNNGRU(RecurrentClassifier):
         rng = backend.make_rng(rng)
         self.config = dict(num_classes=positive_int(name, "num_classes", num_classes),
                            in_channels=positive_int(name, "in_channels", in_channels),
-                           image_size=[height, width], whiten=bool(whiten), whiten_kernel=kernel, whiten_eps=float(whiten_eps),
-                           whiten_stride=stride,
+                           image_size=[height, width], whiten=bool(whiten), whiten_kernel=kernel,
+                           whiten_eps=float(whiten_eps), whiten_stride=stride,
                            widths=list(widths), convs_per_block=list(convs), hidden_size=int(hidden_size),
                            num_layers=int(num_layers), bidirectional=bool(bidirectional), dropout=float(dropout),
                            reset_after=bool(reset_after), readout=readout, input_grad=bool(input_grad))
