@@ -30,6 +30,7 @@ def test_patch_covariance_matches_a_loop(xp, kernel_size):
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     expected = np.cov(loop_patches(x, kh, kw), rowvar=False, bias=True)
     assert rel_error(patch_covariance(xp.asarray(x), kernel_size), expected) < 1e-12
+    assert rel_error(patch_covariance(xp.asarray(x), kernel_size, chunk=2), expected) < 1e-12   # in pieces
 
 
 @pytest.mark.parametrize("kernel_size", [2, 3])

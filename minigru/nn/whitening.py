@@ -36,15 +36,26 @@ from .module import Module
 __all__ = ["PatchWhitening", "patch_covariance", "whitening_filters"]
 
 
-def patch_covariance(x, kernel_size):
+def patch_covariance(x, kernel_size, chunk: int = 256):
     """The (D, D) covariance (float64, NumPy) of all k x k patches of images ``x`` (N, C, H, W), D = C·kh·kw.
 
-    Patches are taken without padding (only real pixels), in im2col's order (c, i, j).
+    Patches are taken without padding (only real pixels), in im2col's order (c, i, j). The images are read
+    ``chunk`` at a time, so that 5,000 CIFAR images (4.8 million patches) need a few tens of MB, not GB; the
+    sums are taken around the first chunk's mean, which keeps E[ppᵀ] - μμᵀ free of cancellation.
     """
     kh, kw = _pair(kernel_size, "kernel_size")
-    cols = backend.to_numpy(F.im2col(x, kh, kw, 1, 0, merge_batch=True)).astype(np.float64)   # (D, patches)
-    cols -= cols.mean(axis=1, keepdims=True)
-    return cols @ cols.T / cols.shape[1]
+    count, shift, total, outer = 0, None, 0.0, 0.0
+    for start in range(0, x.shape[0], chunk):
+        cols = backend.to_numpy(F.im2col(x[start:start + chunk], kh, kw, 1, 0, merge_batch=True))
+        cols = cols.astype(np.float64)                                      # (D, patches of this chunk)
+        if shift is None:
+            shift = cols.mean(axis=1, keepdims=True)
+        cols -= shift
+        count += cols.shape[1]
+        total = total + cols.sum(axis=1)
+        outer = outer + cols @ cols.T
+    mean = total / count
+    return outer / count - np.outer(mean, mean)
 
 
 def whitening_filters(covariance, in_channels, kernel_size, eps):
