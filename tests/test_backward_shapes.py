@@ -41,6 +41,7 @@ CASES = {
     "BatchNorm1d": (lambda: nn.BatchNorm1d(3, dtype=F64), lambda: (_x(4, 3),)),
     "BatchNorm2d.eval": (lambda: _eval(nn.BatchNorm2d(3, dtype=F64)), lambda: (_x(2, 3, 2, 2),)),
     "Conv2d": (lambda: nn.Conv2d(2, 3, 3, padding=1, rng=0, dtype=F64), lambda: (_x(2, 2, 4, 4),)),
+    "PatchWhitening": (lambda: nn.PatchWhitening(2, 2, dtype=F64).fit(_x(2, 2, 4, 4)), lambda: (_x(2, 2, 4, 4),)),
     "MaxPool2d": (lambda: nn.MaxPool2d(2), lambda: (_x(1, 2, 4, 4),)),
     "AvgPool2d": (lambda: nn.AvgPool2d(2), lambda: (_x(1, 2, 4, 4),)),
     "AdaptiveAvgPool2d(1)": (lambda: nn.AdaptiveAvgPool2d(1), lambda: (_x(2, 2, 4, 4),)),

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 from .. import backend
 from ..nn import BatchNorm2d, Conv2d, MaxPool2d, PatchWhitening, ReLU, Sequential
-from .blocks import ImageToSequence, block_convs, check_widths, image_hw, positive_int
+from .._checks import positive_int
+from .blocks import ImageToSequence, block_convs, check_widths, image_hw
 from .head import RecurrentClassifier
 
 __all__ = ["WhitenedCNNGRU", "pool_first_block"]

@@ -29,8 +29,8 @@ import numpy as np
 
 from .. import backend
 from .. import functional as F
-from ..functional.conv import _pair, conv_geometry
-from .conv import check_image_input
+from .._checks import check_image_input, pair
+from ..functional.conv import conv_geometry
 from .module import Module
 
 __all__ = ["PatchWhitening", "patch_covariance", "whitening_filters"]
@@ -43,7 +43,7 @@ def patch_covariance(x, kernel_size, chunk: int = 256):
     ``chunk`` at a time, so that 5,000 CIFAR images (4.8 million patches) need a few tens of MB, not GB; the
     sums are taken around the first chunk's mean, which keeps E[ppᵀ] - μμᵀ free of cancellation.
     """
-    kh, kw = _pair(kernel_size, "kernel_size")
+    kh, kw = pair(kernel_size, "kernel_size")
     count, shift, total, outer = 0, None, 0.0, 0.0
     for start in range(0, x.shape[0], chunk):
         cols = backend.to_numpy(F.im2col(x[start:start + chunk], kh, kw, 1, 0, merge_batch=True))
@@ -60,7 +60,7 @@ def patch_covariance(x, kernel_size, chunk: int = 256):
 
 def whitening_filters(covariance, in_channels, kernel_size, eps):
     """Filters (D, C, kh, kw) of eq. WH1 from a patch covariance (D, D), strongest direction first (float64)."""
-    kh, kw = _pair(kernel_size, "kernel_size")
+    kh, kw = pair(kernel_size, "kernel_size")
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)       # ascending
     order = np.argsort(eigenvalues)[::-1]
     eigenvalues = np.clip(eigenvalues[order], 0.0, None)          # round-off can make a zero slightly negative
@@ -95,9 +95,9 @@ class PatchWhitening(Module):
             raise ValueError(f"PatchWhitening: eps must be positive (it bounds the gain of the weakest "
                              f"directions), got {eps}")
         self.in_channels = int(in_channels)
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = pair(stride, "stride")
+        self.padding = padding if isinstance(padding, str) else pair(padding, "padding")
         conv_geometry((1, self.in_channels, *self.kernel_size), self.kernel_size, self.stride, self.padding)
         self.eps = float(eps)
         self.negate = bool(negate)
