@@ -28,11 +28,30 @@
     });
   }
 
+  // KaTeX puts a label at the right edge over whatever is there: where an equation is too wide
+  // for the column (a narrow window), the label follows the equation instead (math.css).
+  function placeLabels() {
+    var displays = document.querySelectorAll(".katex-display");
+    for (var i = 0; i < displays.length; i++) {
+      var display = displays[i], tag = display.querySelector(".katex-tag");
+      if (!tag) continue;
+      display.classList.remove("eq-label-after");
+      var right = 0, parts = display.querySelectorAll(".katex-base");
+      for (var j = 0; j < parts.length; j++) {
+        right = Math.max(right, parts[j].getBoundingClientRect().right);
+      }
+      if (tag.getBoundingClientRect().left < right) display.classList.add("eq-label-after");
+    }
+  }
+
   function renderAll() {
     var elements = document.querySelectorAll(".arithmatex");
     for (var i = 0; i < elements.length; i++) {
       render(elements[i]);
     }
+    placeLabels();
+    window.addEventListener("resize", placeLabels);
+    if (document.fonts) document.fonts.ready.then(placeLabels);  // widths change once the fonts load
   }
 
   if (document.readyState === "loading") {
