@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["RECORD_FILES", "WEIGHTS_FILE", "DEFAULT_RECORDS", "MAX_WEIGHTS_BYTES", "write_record", "read_record",
-           "RecordError", "main"]
+           "find_run", "RecordError", "main"]
 
 RECORD_FILES = ("config.json", "history.json", "results.json")
 WEIGHTS_FILE = "checkpoint.npz"
@@ -95,6 +95,19 @@ def read_record(folder) -> dict:
     weights = folder / WEIGHTS_FILE
     return {"name": folder.name, "folder": folder, "config": config, "history": history, "results": results,
             "weights": weights if weights.is_file() else None}
+
+
+def find_run(name, records="records", runs=None):
+    """The finished run ``name``: ``(read_record(...), where)``, or ``(None, None)`` if there is none.
+
+    A run folder ``runs/name`` of your own comes first (it has the weights), then the record
+    ``records/name``. ``where`` names the folder by its last two parts only (``"records/cnn-gru-bn"``),
+    so that a notebook's saved output shows no path of the machine that ran it.
+    """
+    for kind, root in (("run folder", runs), ("record", records)):
+        if root is not None and (Path(root) / name / "results.json").is_file():
+            return read_record(Path(root) / name), f"{kind} {Path(root).resolve().name}/{name}"
+    return None, None
 
 
 def write_record(run_dir, records_dir=DEFAULT_RECORDS, *, name=None, weights=False) -> dict:
