@@ -80,3 +80,13 @@ def test_unfinished_or_foreign_folders_get_one_line_errors(run, tmp_path, capsys
     assert records.main([str(tmp_path / "half"), "--to", str(tmp_path / "out")]) == 1
     assert "test_accuracy" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()                          # nothing written for a bad run
+
+
+def test_find_run_prefers_your_run_folder_and_names_no_machine_path(run, tmp_path):
+    records.write_record(run, tmp_path / "records")
+    found, where = records.find_run("tiny", tmp_path / "records", runs=run.parent)
+    assert where == f"run folder {run.parent.name}/tiny" and found["weights"] is not None
+    found, where = records.find_run("tiny", tmp_path / "records", runs=tmp_path / "no-runs")
+    assert where == "record records/tiny" and found["weights"] is None
+    assert str(tmp_path) not in where
+    assert records.find_run("other", tmp_path / "records", runs=run.parent) == (None, None)
