@@ -1,12 +1,17 @@
 """The documentation: the MkDocs site builds with --strict, every equation the code cites exists,
-every docs page the code names exists, and every public name has its place in the API reference.
+every docs page the code names exists, every public name has its place in the API reference, and
+the derivations reach the reader as typeset equations with their labels.
 
-The site build needs ``mkdocs`` and ``mkdocstrings[python]`` and is skipped without them; the other
+The site build needs ``mkdocs``, ``mkdocstrings[python]`` and ``pymdown-extensions`` and is skipped
+without them; the KaTeX check also needs Node.js (``node``) and is skipped without it; the other
 checks only read files.
 """
+import html
 import importlib
 import importlib.util
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +28,8 @@ LABEL = r"(?:[A-Z]{1,2}\d{1,2}'?)"
 # Where an equation is *defined*: "(G7)" as the first or the last thing on an indented
 # (code-block) line of a docs page, e.g. "    h' = (1 − z) ⊙ n + z ⊙ h     (G7)".
 _DEFINITION = re.compile(rf"^ {{4,}}(?:\(({LABEL})\)\s.*|.*\S\s+\(({LABEL})\))\s*$")
+# Where a typeset equation defines one: "\\tag{G7}" inside a $$ ... $$ block of a docs page.
+_TAG = re.compile(rf"\\tag\{{({LABEL})\}}")
 # Where the code *cites* one: "eq. G5", "eq. (G1)", "eqs. G3-G7", "eqs. O1-O9 and S1-S7", "(G12)".
 _CITATION_LIST = re.compile(rf"\beqs?\.\s*((?:\(?{LABEL}\)?(?:\s*(?:[-–,]|and|to)\s*)?)+)")
 _PARENTHESISED = re.compile(rf"\(({LABEL})\)")
@@ -36,6 +43,7 @@ def _labels_defined(doc: str) -> list[str]:
         m = _DEFINITION.match(line)
         if m:
             found.append(m.group(1) or m.group(2))
+        found += _TAG.findall(line)
     return found
 
 
@@ -82,6 +90,7 @@ def test_label_parser_reads_definitions_and_citations():
     assert _DEFINITION.match("    dx  = dout · [x > 0]          (A1')").group(2) == "A1'"
     assert _DEFINITION.match("    (O1)  g = ∇w + λ·w").group(1) == "O1"
     assert _DEFINITION.match("From (B4), γ multiplies every x̂ᵢ (B8)") is None
+    assert _TAG.findall(r"dx &= \mathit{dout} \cdot [x > 0] \tag{A1'}\\ y \tag{G13}") == ["A1'", "G13"]
     assert _citations("(eqs. G8-G10, G12-G14); see (G1) and eq. A3") == [
         "G8", "G9", "G10", "G12", "G13", "G14", "A3", "G1"]
     assert _citations("docs/user_guide.md eqs. O1-O9 and S1-S3") == [f"O{k}" for k in range(1, 10)] + ["S1", "S2", "S3"]
@@ -177,16 +186,127 @@ def test_api_reference_covers_every_public_name():
 
 
 # ------------------------------------------------------------------ the site
-def test_mkdocs_site_builds_strictly(tmp_path):
-    for module in ("mkdocs", "mkdocstrings", "mkdocstrings_handlers.python"):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site, built once for this module with ``mkdocs build --strict``."""
+    for module in ("mkdocs", "mkdocstrings", "mkdocstrings_handlers.python", "pymdownx"):
         if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed (pip install mkdocs 'mkdocstrings[python]')")
+            pytest.skip(f"{module} is not installed (pip install mkdocs 'mkdocstrings[python]' pymdown-extensions)")
+    site_dir = tmp_path_factory.mktemp("site")
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
-         "--site-dir", str(tmp_path / "site")],
+         "--site-dir", str(site_dir)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
+    return site_dir
+
+
+def test_mkdocs_site_builds_strictly(site):
     for page in ("index.html", "derivations/index.html", "api/index.html", "user_guide/index.html"):
-        assert (tmp_path / "site" / page).is_file(), f"the site has no {page}"
-    api_html = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
+        assert (site / page).is_file(), f"the site has no {page}"
+    api_html = (site / "api" / "index.html").read_text(encoding="utf-8")
     assert 'id="minigru.functional.gru.gru_step_backward"' in api_html, "mkdocstrings rendered no docstrings"
+
+
+# ------------------------------------------------------------------ typeset equations
+# What pymdownx.arithmatex makes of a $$ ... $$ block, and the anchors in front of a numbered one.
+_MATH_BLOCK = re.compile(r'<div class="arithmatex">(.*?)</div>', re.S)
+_ANCHORS_THEN_MATH = re.compile(r'((?:<div class="eq-anchor" id="[^"]+"></div>\s*)+)<div class="arithmatex">(.*?)</div>', re.S)
+# Signs of an equation written as text: a label at the end of a line, or the operators of the derivations.
+_EQUATION_AS_TEXT = re.compile(rf"\(({LABEL})\)\s*$|[⊙ᵀΣ∂√⌊]", re.M)
+
+
+def _anchor(label: str) -> str:
+    return "eq-" + label.replace("'", "-prime")
+
+
+def _math_blocks(page: str) -> list[str]:
+    return [html.unescape(tex) for tex in _MATH_BLOCK.findall(page)]
+
+
+def test_derivations_write_no_equation_in_a_code_block():
+    """Every equation of the derivations is a $$ ... $$ block; none is left as text in a code block."""
+    text = (ROOT / DERIVATIONS).read_text(encoding="utf-8")
+    code = re.findall(r"^```.*?^```|(?:^(?: {4}|\t).*\n?)+", text, flags=re.M | re.S)
+    as_text = [block.strip().splitlines()[0] for block in code if _EQUATION_AS_TEXT.search(block)]
+    assert not as_text, f"{DERIVATIONS} still writes these equations in code blocks: {as_text}"
+    assert not [line for line in text.splitlines() if _DEFINITION.match(line)]
+
+
+def test_every_labelled_equation_is_typeset_under_its_anchor(site):
+    """The built page holds each label of the derivations once, as \\tag{...} in a math block,
+    right behind an anchor eq-LABEL that links can point to; no equation is left in a <pre> block,
+    and the page loads the vendored KaTeX that typesets the blocks."""
+    labels = _labels_defined(DERIVATIONS)
+    assert len(labels) >= 70, f"{DERIVATIONS} defines only {len(labels)} labels"
+    page = (site / "derivations" / "index.html").read_text(encoding="utf-8")
+
+    blocks = _math_blocks(page)
+    assert len(blocks) >= len(set(labels)) // 2, "the derivations page has (almost) no typeset equations"
+    for tex in blocks:
+        assert tex.startswith("\\[") and tex.endswith("\\]"), f"not a display-math block: {tex[:60]}"
+    tagged = {}
+    for anchors, tex in _ANCHORS_THEN_MATH.findall(page):
+        ids = re.findall(r'id="([^"]+)"', anchors)
+        tags = _TAG.findall(html.unescape(tex))
+        assert ids == [_anchor(t) for t in tags], f"anchors {ids} stand before an equation tagged {tags}"
+        for t in tags:
+            tagged[t] = tagged.get(t, 0) + 1
+    missing = [label for label in labels if label not in tagged]
+    assert not missing, f"labels with no typeset equation behind their anchor: {missing}"
+    assert all(n == 1 for n in tagged.values()), {t: n for t, n in tagged.items() if n > 1}
+    untagged_anchors = set(re.findall(r'class="eq-anchor" id="([^"]+)"', page)) - {_anchor(t) for t in tagged}
+    assert not untagged_anchors, f"anchors with no tagged equation behind them: {sorted(untagged_anchors)}"
+
+    for pre in re.findall(r"<pre\b.*?</pre>", page, flags=re.S):
+        text = html.unescape(re.sub(r"<[^>]+>", "", pre))
+        assert not _EQUATION_AS_TEXT.search(text), f"an equation is still shown as code: {text[:80]}"
+    for asset in ("vendor/katex/katex.min.js", "vendor/katex/katex.min.css", "js/math.js"):
+        assert f'"../{asset}"' in page, f"the derivations page does not load {asset}"
+        assert (site / asset).is_file(), f"the site has no {asset}"
+    assert list((site / "vendor" / "katex" / "fonts").glob("*.woff2")), "the KaTeX fonts are not in the site"
+
+
+# Runs docs/js/math.js in Node.js on the page's math elements, with katex.render replaced by the
+# vendored KaTeX's renderToString in strict mode (throwOnError): prints the errors and the links.
+_KATEX_HARNESS = r"""
+const fs = require("fs");
+const [katexPath, mathPath, elementsPath] = process.argv.slice(2);
+const vendored = require(katexPath);
+const elements = JSON.parse(fs.readFileSync(elementsPath, "utf8")).map(([tagName, textContent]) => ({tagName, textContent}));
+const errors = [], links = [];
+globalThis.katex = {render(tex, element, options) {
+  try {
+    const out = vendored.renderToString(tex, Object.assign({}, options, {throwOnError: true}));
+    for (const m of out.matchAll(/href="#([^"]*)"/g)) links.push(m[1]);
+  } catch (e) { errors.push([element.textContent.slice(0, 70), e.message]); }
+}};
+globalThis.document = {readyState: "complete", querySelectorAll: (sel) => sel === ".arithmatex" ? elements : []};
+globalThis.window = {addEventListener() {}};
+new Function(fs.readFileSync(mathPath, "utf8"))();
+console.log(JSON.stringify({count: elements.length, errors, links}));
+"""
+
+
+def test_every_equation_is_valid_katex_and_its_label_a_link(site, tmp_path):
+    """What the browser does, minus the browser: docs/js/math.js hands every math block of the page
+    to the vendored KaTeX, which must parse all of them, and each label becomes a link to its anchor."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed (needed to run KaTeX outside a browser)")
+    page = (site / "derivations" / "index.html").read_text(encoding="utf-8")
+    elements = [(m.group(1).upper(), html.unescape(m.group(2)))
+                for m in re.finditer(r'<(div|span) class="arithmatex">(.*?)</\1>', page, flags=re.S)]
+    (tmp_path / "harness.js").write_text(_KATEX_HARNESS, encoding="utf-8")
+    (tmp_path / "elements.json").write_text(json.dumps(elements), encoding="utf-8")
+    result = subprocess.run(
+        [node, str(tmp_path / "harness.js"), str(site / "vendor" / "katex" / "katex.min.js"),
+         str(site / "js" / "math.js"), str(tmp_path / "elements.json")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["count"] == len(elements) > 0
+    assert not report["errors"], "KaTeX cannot typeset:\n" + "\n".join(f"  {tex!r}: {err}" for tex, err in report["errors"])
+    labels = _labels_defined(DERIVATIONS)
+    # (KaTeX writes each link twice: in the visible HTML and in the MathML for screen readers.)
+    assert set(report["links"]) == {_anchor(label) for label in labels}, "labels and their links differ"

@@ -1,0 +1,92 @@
+"""Run records (minigru.records): a finished run folder becomes a small record that reads back the
+same, carries no path of the machine that made it, and takes its weights only on request, small."""
+import json
+
+import numpy as np
+import pytest
+
+from minigru import cli, records
+from minigru.models import load_trained
+
+TINY = ["--model", "cnn-gru-bn", "--dataset", "synthetic-shapes", "--limit-train", "64", "--limit-test", "16",
+        "--batch-size", "16", "--val-split", "0.25", "--no-progress", "--epochs", "2",
+        "--model-arg", "image_size=8", "--model-arg", "widths=[4,6]", "--model-arg", "convs_per_block=1",
+        "--model-arg", "hidden_size=5"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert cli.main(["train", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def test_a_record_reads_back_as_the_run(run, tmp_path, capsys):
+    assert records.main([str(run), "--to", str(tmp_path)]) == 0
+    assert "record written to" in capsys.readouterr().out
+    record, original = records.read_record(tmp_path / "tiny"), records.read_record(run)
+    assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == sorted(records.RECORD_FILES)
+    assert record["results"] == original["results"]
+    assert record["history"].to_dict() == original["history"].to_dict() and len(record["history"]) == 2
+    assert record["config"]["model_args"] == original["config"]["model_args"]
+    assert record["weights"] is None and original["weights"] is not None
+
+
+def test_absolute_paths_stay_behind_and_are_reported(run, tmp_path, capsys):
+    config = json.loads((run / "config.json").read_text())
+    config["data"] = str(tmp_path / "where" / "cifar")             # as a run that remembers its data folder
+    config["nested"] = {"folders": ["relative/ok", "~/cache", "/abs"]}
+    (tmp_path / "copy").mkdir()
+    for name in records.RECORD_FILES:
+        (tmp_path / "copy" / name).write_text((run / name).read_text())
+    (tmp_path / "copy" / "config.json").write_text(json.dumps(config))
+    assert records.main([str(tmp_path / "copy"), "--to", str(tmp_path / "out"), "--name", "clean"]) == 0
+    printed = capsys.readouterr().out
+    assert "config.data" in printed and "config.nested.folders[2]" in printed
+    text = (tmp_path / "out" / "clean" / "config.json").read_text()
+    assert str(tmp_path) not in text and "~/cache" not in text and "relative/ok" in text
+    assert json.loads(text)["data"] is None
+
+
+def test_weights_on_request_rebuild_the_trained_model(run, tmp_path):
+    done = records.write_record(run, tmp_path, weights=True)
+    assert 0 < done["weights_bytes"] <= records.MAX_WEIGHTS_BYTES
+    model, config = load_trained(done["folder"])
+    trained, _ = load_trained(run)
+    x = np.random.default_rng(0).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    assert np.array_equal(model(x), trained(x))
+    assert config == json.loads((done["folder"] / "config.json").read_text())
+    # recorded again without --weights: the old weights go, they would not match the new record
+    records.write_record(run, tmp_path)
+    assert records.read_record(done["folder"])["weights"] is None
+
+
+def test_weights_over_the_limit_are_refused(run, tmp_path, monkeypatch):
+    monkeypatch.setattr(records, "MAX_WEIGHTS_BYTES", 100)
+    with pytest.raises(records.RecordError, match="more than"):
+        records.write_record(run, tmp_path, weights=True)
+    assert not (tmp_path / "tiny" / records.WEIGHTS_FILE).exists()
+
+
+def test_unfinished_or_foreign_folders_get_one_line_errors(run, tmp_path, capsys):
+    assert records.main([str(tmp_path / "nowhere")]) == 1
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text((run / "config.json").read_text())
+    assert records.main([str(tmp_path / "half"), "--to", str(tmp_path / "out")]) == 1
+    assert "has not finished" in capsys.readouterr().err
+    (tmp_path / "half" / "results.json").write_text("{}")
+    (tmp_path / "half" / "history.json").write_text((run / "history.json").read_text())
+    assert records.main([str(tmp_path / "half"), "--to", str(tmp_path / "out")]) == 1
+    assert "test_accuracy" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()                          # nothing written for a bad run
+
+
+def test_find_run_prefers_your_run_folder_and_names_no_machine_path(run, tmp_path):
+    records.write_record(run, tmp_path / "records")
+    found, where = records.find_run("tiny", tmp_path / "records", runs=run.parent)
+    assert where == f"run folder {run.parent.name}/tiny" and found["weights"] is not None
+    found, where = records.find_run("tiny", tmp_path / "records", runs=tmp_path / "no-runs")
+    assert where == "record records/tiny" and found["weights"] is None
+    assert str(tmp_path) not in where
+    assert records.find_run("other", tmp_path / "records", runs=run.parent) == (None, None)
