@@ -30,7 +30,7 @@ import numpy as np
 __all__ = [
     "BackendError", "BackendMismatchError", "BackendUnavailableError",
     "BACKENDS", "get_backend", "set_backend", "use_backend", "get_xp",
-    "get_array_module", "backend_of", "is_array", "cupy_available",
+    "get_array_module", "backend_of", "is_array", "values_on_host", "cupy_available",
     "to_numpy", "to_backend", "scatter_add", "make_rng",
     "random_uniform", "random_normal", "synchronize",
 ]
@@ -180,6 +180,15 @@ def _is_cupy_array(a) -> bool:
 def is_array(a) -> bool:
     """True for NumPy and CuPy arrays (and NumPy scalars)."""
     return isinstance(a, (np.ndarray, np.generic)) or _is_cupy_array(a)
+
+
+def values_on_host(*arrays) -> bool:
+    """True when every array lives in host memory (NumPy), so reading its values costs no device sync.
+
+    Checks that read values (``int(targets.max())``) are free on the host but
+    stall a GPU until all queued work is done; kernels ask this before making them.
+    """
+    return not any(_is_cupy_array(a) for a in arrays)
 
 
 def backend_of(a) -> str:
