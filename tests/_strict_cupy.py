@@ -64,7 +64,7 @@ FUNCTION_KWARGS = {
     "ascontiguousarray": {"a", "dtype"}, "asnumpy": {"a", "stream", "order", "out", "blocking"},
     "concatenate": {"tup", "axis", "out", "dtype", "casting"}, "stack": {"tup", "axis", "out", "dtype", "casting"},
     "matmul": {"axes", "axis", "keepdims", "casting", "dtype", "signature", "order", "out"},
-    "einsum": {"out", "dtype", "order", "casting", "optimize"},
+    "einsum": {"dtype", "optimize"},
     "repeat": {"a", "repeats", "axis"}, "tile": {"A", "reps"}, "copyto": {"dst", "src", "casting", "where"},
     "clip": {"a", "a_min", "a_max", "out"}, "broadcast_to": {"array", "shape"}, "take": {"a", "indices", "axis", "out"},
     "pad": {"array", "pad_width", "mode", "constant_values"}, "bincount": {"x", "weights", "minlength"},
