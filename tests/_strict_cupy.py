@@ -101,15 +101,23 @@ METHOD_KWARGS = {
 }
 
 
+FUNCTION_KWARGS = {name: frozenset(v) for name, v in FUNCTION_KWARGS.items()}
+NAMESPACE_KWARGS = {name: frozenset(v) for name, v in NAMESPACE_KWARGS.items()}
+METHOD_KWARGS = {name: frozenset(v) for name, v in METHOD_KWARGS.items()}
+
+
 def _refuse(value):
     raise TypeError(f"Unsupported type {type(value)}")
 
 
+_SCALARS = (bool, int, float, complex, np.generic, np.dtype, type, str, slice)
+
+
 def _dev(value, sequences=False):
     """The NumPy array inside a device value; Python/NumPy scalars pass; host arrays are refused."""
-    if isinstance(value, ndarray):
+    if type(value) is ndarray:
         return value._a
-    if value is None or isinstance(value, (bool, int, float, complex, np.generic, np.dtype, type, str, slice)):
+    if value is None or isinstance(value, _SCALARS):
         return value
     if sequences and isinstance(value, (tuple, list)):
         return type(value)(_dev(v, True) for v in value)
@@ -117,7 +125,9 @@ def _dev(value, sequences=False):
 
 
 def _wrap(result):
-    if isinstance(result, (np.ndarray, np.generic)):
+    if type(result) is np.ndarray:
+        return ndarray(result)
+    if isinstance(result, np.generic):
         return ndarray(np.asarray(result))
     if isinstance(result, tuple):
         return tuple(_wrap(r) for r in result)
@@ -126,17 +136,16 @@ def _wrap(result):
     return result
 
 
-def _check_kwargs(where, kwargs, allowed):
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r} (CuPy does not accept it)")
-
-
 def _call(where, func, args, kwargs, allowed, sequences=True):
-    _check_kwargs(where, kwargs, allowed)
-    out = kwargs.get("out")
-    result = func(*(_dev(a, sequences) for a in args), **{k: _dev(v, sequences) for k, v in kwargs.items()})
-    if isinstance(out, ndarray) and result is out._a:
+    out = None
+    if kwargs:
+        if not allowed.issuperset(kwargs):
+            unknown = sorted(set(kwargs) - allowed)
+            raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r} (CuPy does not accept it)")
+        out = kwargs.get("out")
+        kwargs = {k: _dev(v, sequences) for k, v in kwargs.items()}
+    result = func(*[_dev(a, sequences) for a in args], **kwargs)
+    if out is not None and type(out) is ndarray and result is out._a:
         return out
     return _wrap(result)
 
@@ -154,6 +163,8 @@ def _host_to_device(obj, dtype=None, copy=None):
 
 def _index(key):
     """Unwrap an index; host index arrays are copied to the device (counted), device masks sync."""
+    if type(key) in (int, slice):
+        return key
     if isinstance(key, tuple):
         return tuple(_index(k) for k in key)
     if isinstance(key, ndarray):
@@ -290,6 +301,8 @@ class ndarray:  # noqa: N801  (named like cupy.ndarray)
 
 
 def _binary(op):
+    numpy_op = getattr(np.ndarray, op)
+
     def method(self, other):
         try:
             value = _dev(other)
@@ -297,10 +310,10 @@ def _binary(op):
             if isinstance(other, np.ndarray) or op not in ("__eq__", "__ne__"):
                 raise
             return NotImplemented
-        result = getattr(self._a, op)(value)
+        result = numpy_op(self._a, value)
         if result is NotImplemented:
             return result
-        return self if op.startswith("__i") and result is self._a else _wrap(result)
+        return self if result is self._a else _wrap(result)
     method.__name__ = op
     return method
 
