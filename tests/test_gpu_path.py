@@ -257,3 +257,18 @@ def test_scatter_add_accumulates_repeated_indices(backend_name, xp):
     target = xp.zeros(4, dtype=np.float32)
     backend.scatter_add(target, xp.asarray(indices), xp.asarray(values))
     np.testing.assert_array_equal(backend.to_numpy(target), expected)
+
+
+# ------------------------------------------------------------------ the CLI flows on the stand-in
+def test_cli_train_and_evaluate_run_on_the_cupy_stand_in(tmp_path, capsys, strict_cupy_backend):
+    from minigru import cli
+    from test_cli import TINY
+    out = tmp_path / "gpu"
+    assert cli.main(["train", *TINY, "--epochs", "2", "--backend", "cupy", "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    assert "final test accuracy" in capsys.readouterr().out
+    strict_cupy_backend.counters.reset()
+    assert cli.main(["evaluate", str(out / "checkpoint.npz"), "--backend", "cupy"]) == 0, capsys.readouterr().err
+    assert "per-class accuracy" in capsys.readouterr().out
+    # one evaluation pass over the test set: the confusion matrix and the summed loss come back once
+    assert strict_cupy_backend.counters.syncs == 2
