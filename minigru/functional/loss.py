@@ -110,10 +110,11 @@ def _check_cross_entropy_args(logits, targets, weight, reduction, label_smoothin
                          f"got {tuple(targets.shape)}")
     # The range check reads values: free for host targets; for device targets it would stall the GPU on
     # every call, so cross_entropy_forward marks out-of-range targets' losses NaN there instead.
-    low, high = (int(targets.min()), int(targets.max())) if values_on_host(targets) else (0, 0)
-    if low < 0 or high >= C:
-        raise ValueError(f"cross_entropy: targets must be class indices in [0, {C - 1}] for {C} classes, "
-                         f"got values from {low} to {high}")
+    if values_on_host(targets):
+        low, high = int(targets.min()), int(targets.max())
+        if low < 0 or high >= C:
+            raise ValueError(f"cross_entropy: targets must be class indices in [0, {C - 1}] for {C} classes, "
+                             f"got values from {low} to {high}")
     if weight is not None:
         if tuple(weight.shape) != (C,):
             raise ValueError(f"cross_entropy: weight must have shape ({C},), one per class, got {tuple(weight.shape)}")

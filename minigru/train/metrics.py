@@ -1,8 +1,9 @@
 """Classification metrics: accuracy, the confusion matrix, per-class accuracy and a text rendering.
 
-The counting runs on the arrays' backend (NumPy or CuPy) without reading
-values back per batch; only the final small results come back to the host. Rows of a confusion matrix are the
-true classes, columns the predicted ones (as scikit-learn and torchmetrics)::
+The counting runs on the arrays' backend (NumPy or CuPy) and, on a GPU,
+without reading values back; only the final small results come back to the
+host. Rows of a confusion matrix are the true classes, columns the predicted
+ones (as scikit-learn and torchmetrics)::
 
     >>> cm = confusion_matrix(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), num_classes=3)
     >>> cm
