@@ -200,9 +200,9 @@ class ndarray:  # noqa: N801  (named like cupy.ndarray)
     itemsize = property(lambda self: self._a.itemsize)
     nbytes = property(lambda self: self._a.nbytes)
     flags = property(lambda self: self._a.flags)
-    T = property(lambda self: ndarray(self._a.T))
-    real = property(lambda self: ndarray(self._a.real))
-    imag = property(lambda self: ndarray(self._a.imag))
+    T = property(lambda self: _wrap(self._a.T))
+    real = property(lambda self: _wrap(self._a.real))
+    imag = property(lambda self: _wrap(self._a.imag))
     device = property(lambda self: _DEVICE)
 
     # --- explicit transfers and host syncs
@@ -262,7 +262,7 @@ class ndarray:  # noqa: N801  (named like cupy.ndarray)
     def __iter__(self):
         if self._a.ndim == 0:
             raise TypeError("iteration over a 0-d array")
-        return (ndarray(row) for row in self._a)
+        return (_wrap(row) for row in self._a)
 
     def fill(self, value):
         if isinstance(value, np.ndarray) and value.ndim:
@@ -324,7 +324,7 @@ for _name in ("add sub mul truediv floordiv mod pow matmul and or xor lshift rsh
 for _op in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
     setattr(ndarray, _op, _binary(_op))
 for _op in ("__neg__", "__pos__", "__abs__", "__invert__"):
-    setattr(ndarray, _op, (lambda op: lambda self: ndarray(getattr(self._a, op)()))(_op))
+    setattr(ndarray, _op, (lambda op: lambda self: _wrap(getattr(self._a, op)()))(_op))
 
 
 class ufunc:  # noqa: N801

@@ -73,6 +73,16 @@ def test_basic_index_assignment_from_host_is_refused():
     np.testing.assert_array_equal(a.get(), [[7, 7], [1, 2], [1, 2]])
 
 
+def test_zero_d_results_stay_device_arrays_like_cupy():
+    vector = device([1.0, -2.0])
+    scalar = vector.sum()
+    for result in (-scalar, abs(scalar), +scalar, scalar.T, vector[1], next(iter(vector)), scalar * 2, 2 - scalar,
+                   cp.exp(scalar), scalar.astype(np.float64), vector.max()):
+        assert isinstance(result, cp.ndarray) and result.ndim == 0
+        assert isinstance(-result * 2 + result, cp.ndarray)       # and keep working as arrays
+    assert cp.counters.syncs == 0
+
+
 def test_no_index_protocol_like_cupy():
     with pytest.raises(TypeError):
         range(device(3, dtype=np.int64))
