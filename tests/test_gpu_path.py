@@ -123,8 +123,14 @@ def _batches(n_batches, seed=0, batch=6):
 def test_a_training_step_makes_one_host_sync(strict_cupy_backend, kind, loss_kw):
     rng = np.random.default_rng(0)
     model = _model(kind, rng)
-    trainer = Trainer(model, optim.AdamW(model.parameters(), lr=1e-3), nn.CrossEntropyLoss(**loss_kw),
-                      clip_grad_norm=1.0, progress=False)
+    scheduler = None
+    if kind == "cnn":
+        optimizer = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        scheduler = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=3)
+    else:
+        optimizer = (optim.Adam if kind == "rowgru" else optim.AdamW)(model.parameters(), lr=1e-3)
+    trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(**loss_kw), scheduler=scheduler, clip_grad_norm=1.0,
+                      progress=False)
     for x, y in _batches(3):
         strict_cupy_backend.counters.reset()
         loss, correct = trainer.train_step(x, y)
