@@ -48,6 +48,14 @@ def xp(backend_name):
     return backend.get_xp(backend_name)
 
 
+@pytest.fixture(params=BACKEND_PARAMS[1:])
+def cupy_xp(request):
+    """The CuPy module under test (the stand-in; the real CuPy where a GPU exists); the current backend stays NumPy."""
+    _, stand_in = request.param
+    with cupy_stand_in(stand_in):
+        yield backend.get_xp("cupy")
+
+
 @pytest.fixture
 def strict_cupy_backend():
     """The CuPy stand-in as the current 'cupy' backend, its sync and copy counters at zero."""
