@@ -30,15 +30,15 @@ import numpy as np
 __all__ = [
     "BackendError", "BackendMismatchError", "BackendUnavailableError",
     "BACKENDS", "get_backend", "set_backend", "use_backend", "get_xp",
-    "get_array_module", "backend_of", "is_array", "cupy_available",
+    "get_array_module", "backend_of", "is_array", "values_on_host", "cupy_available",
     "to_numpy", "to_backend", "scatter_add", "make_rng",
     "random_uniform", "random_normal", "synchronize",
 ]
 
 BACKENDS = ("numpy", "cupy")
 
-_CUPY_HINT = ("install CuPy for your CUDA version: pip install 'minigru[cuda12]' "
-              "(CUDA 12.x) or pip install 'minigru[cuda13]' (CUDA 13.x)")
+_CUPY_HINT = ("install CuPy with its CUDA libraries for your driver: pip install 'minigru[cuda12]' "
+              "(CUDA 12.x driver) or pip install 'minigru[cuda13]' (CUDA 13.x driver)")
 
 
 class BackendError(RuntimeError):
@@ -54,12 +54,41 @@ class BackendMismatchError(BackendError, TypeError):
 
 
 _current = "numpy"
-_cupy = None  # the imported cupy module, once asked for and found usable
+_cupy = None      # the imported cupy module, once asked for and found usable
+_stand_in = None  # a CuPy emulation used as the 'cupy' backend instead (tests only, see _use_cupy_stand_in)
+
+_SELF_TEST = np.arange(6, dtype=np.float32).reshape(2, 3)
+_SELF_TEST_SUM = float(((2 * _SELF_TEST + 1) @ _SELF_TEST.T).sum())
+
+
+def _check_kernels(cupy) -> None:
+    """Run one elementwise kernel, one matmul and one reduction on the device.
+
+    A CUDA device can be visible while CuPy still cannot compile kernels
+    (NVRTC missing) or multiply matrices (cuBLAS missing): plain
+    ``cupy-cuda12x`` expects a CUDA Toolkit that driver-only machines lack.
+    Failing here turns that into a :class:`BackendUnavailableError` with the
+    fix, instead of a raw CuPy error at the first layer of a training run.
+    """
+    try:
+        a = cupy.asarray(_SELF_TEST)
+        total = float(cupy.asnumpy(((a * 2 + 1) @ a.T).sum()))
+    except Exception as err:  # CompileException, ImportError, RuntimeError, CUDARuntimeError, ...
+        reason = (str(err).strip().splitlines() or [""])[0]
+        raise BackendUnavailableError(
+            f"CuPy sees a CUDA device but cannot run kernels on it ({type(err).__name__}: {reason}); the CUDA "
+            f"libraries (NVRTC, cuBLAS) are missing or do not match the driver; "
+            f"{_CUPY_HINT}") from err
+    if not np.isclose(total, _SELF_TEST_SUM):
+        raise BackendUnavailableError(f"CuPy's self-test computed {total} instead of {_SELF_TEST_SUM}; the CUDA "
+                                      f"setup is broken ({_CUPY_HINT})")
 
 
 def _load_cupy():
-    """Import CuPy and check that a CUDA device is usable; raise a clear error if not."""
+    """Import CuPy and check that a CUDA device runs kernels; raise a clear error if not."""
     global _cupy
+    if _stand_in is not None:
+        return _stand_in
     if _cupy is not None:
         return _cupy
     try:
@@ -74,8 +103,22 @@ def _load_cupy():
             f"with a working driver, and a CuPy build that matches it ({_CUPY_HINT})") from err
     if count == 0:
         raise BackendUnavailableError("CuPy is installed but no CUDA device was found; use the 'numpy' backend")
+    _check_kernels(cupy)
     _cupy = cupy
     return cupy
+
+
+def _use_cupy_stand_in(module) -> None:
+    """Tests only: serve ``module`` (a CuPy emulation with an ``ndarray`` type) as the 'cupy' backend.
+
+    ``tests/conftest.py`` installs ``tests/_strict_cupy.py`` this way so the
+    CuPy code paths run on machines without a GPU; ``None`` restores the real
+    CuPy. The module passes the same kernel check as CuPy.
+    """
+    global _stand_in
+    if module is not None:
+        _check_kernels(module)
+    _stand_in = module
 
 
 def cupy_available() -> bool:
@@ -131,12 +174,21 @@ def use_backend(name: str) -> Iterator:
 
 def _is_cupy_array(a) -> bool:
     # Decided by the type's module, so that asking never imports CuPy.
-    return type(a).__module__.split(".")[0] == "cupy"
+    return type(a).__module__.split(".")[0] == "cupy" or (_stand_in is not None and isinstance(a, _stand_in.ndarray))
 
 
 def is_array(a) -> bool:
     """True for NumPy and CuPy arrays (and NumPy scalars)."""
     return isinstance(a, (np.ndarray, np.generic)) or _is_cupy_array(a)
+
+
+def values_on_host(*arrays) -> bool:
+    """True when every array lives in host memory (NumPy), so reading its values costs no device sync.
+
+    Checks that read values (``int(targets.max())``) are free on the host but
+    stall a GPU until all queued work is done; kernels ask this before making them.
+    """
+    return not any(_is_cupy_array(a) for a in arrays)
 
 
 def backend_of(a) -> str:
@@ -173,10 +225,18 @@ def get_array_module(*arrays):
 
 
 def to_numpy(a) -> np.ndarray:
-    """A NumPy copy (or view) of a NumPy or CuPy array; Python numbers become 0-d arrays."""
+    """A NumPy copy (or view) of a NumPy or CuPy array; Python numbers become 0-d arrays.
+
+    Lists and tuples may hold arrays of either backend (each device array is
+    copied explicitly: CuPy refuses ``np.asarray`` of its arrays).
+    """
     if _is_cupy_array(a):
         return a.get()
-    if isinstance(a, (np.ndarray, np.generic, numbers.Number, list, tuple)):
+    if isinstance(a, (list, tuple)):
+        if all(isinstance(v, numbers.Number) for v in a):
+            return np.asarray(a)
+        return np.asarray([to_numpy(v) for v in a])
+    if isinstance(a, (np.ndarray, np.generic, numbers.Number)):
         return np.asarray(a)
     backend_of(a)  # raises a TypeError naming the unsupported type
     return np.asarray(a)
@@ -198,19 +258,14 @@ def to_backend(a, name: str | None = None, dtype=None):
 
 
 def scatter_add(target, indices, values) -> None:
-    """``target[indices] += values`` where repeated indices *accumulate*.
+    """``target[indices] += values`` where repeated indices *accumulate*, in place.
 
     Plain fancy-index ``+=`` keeps only one of several updates to the same
-    element; this does what ``numpy.add.at`` does, on either backend
-    (``cupyx.scatter_add`` on the GPU, which supports float32 and float64 on
-    devices of compute capability 6.0 and newer).
+    element; ``xp.add.at`` (``numpy.add.at``, ``cupy.add.at``) adds them all.
+    On CuPy ``values`` must be a device array or a number, and the dtype one
+    that CUDA's atomicAdd supports (float16/32/64, int32, uint32, uint64).
     """
-    xp = get_array_module(target, values)
-    if xp is np:
-        np.add.at(target, indices, values)
-    else:
-        import cupyx  # noqa: PLC0415  (ships with CuPy)
-        cupyx.scatter_add(target, indices, values)
+    get_array_module(target, values).add.at(target, indices, values)
 
 
 def make_rng(seed=None) -> np.random.Generator:
@@ -245,7 +300,6 @@ def _place(host: np.ndarray, like):
 
 def synchronize(xp=None) -> None:
     """Wait for queued GPU work (for honest timings); a no-op on NumPy."""
-    if xp is not None and xp is not np:
-        xp.cuda.get_current_stream().synchronize()
-    elif xp is None and _cupy is not None:
-        _cupy.cuda.get_current_stream().synchronize()
+    active = xp if xp is not None else (_stand_in or _cupy)
+    if active is not None and active is not np:
+        active.cuda.get_current_stream().synchronize()

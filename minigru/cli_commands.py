@@ -190,19 +190,23 @@ def evaluate_model(model, loader, num_classes, tta=False):
     was_training = model.training
     model.eval()
     loss_fn = CrossEntropyLoss(reduction="sum")
-    total_loss, count, cm = 0.0, 0, np.zeros((num_classes, num_classes), dtype=np.int64)
+    total_loss, count, cm = 0.0, 0, 0
     try:
         with no_grad():
             for x, y in loader:
                 logits = model(x)
                 if tta:
                     logits = (logits + model(x[..., ::-1].copy())) * logits.dtype.type(0.5)
-                total_loss += float(loss_fn(logits, y))
+                total_loss = total_loss + loss_fn(logits, y)      # sums stay on the device: no sync per batch
                 count += int(y.shape[0])
-                cm += backend.to_numpy(confusion_matrix(y, logits, num_classes))
+                cm = cm + confusion_matrix(y, logits, num_classes, check=False)
     finally:
         model.train(was_training)
-    return total_loss / count, float(np.trace(cm)) / count, cm
+    cm = backend.to_numpy(cm)
+    if int(cm.sum()) != count:
+        raise ValueError(f"{count - int(cm.sum())} of {count} test labels are not class indices in "
+                         f"[0, {num_classes - 1}]")
+    return float(total_loss) / count, float(np.trace(cm)) / count, cm
 
 
 def report_evaluation(loss, acc, cm, classes, tta) -> str:

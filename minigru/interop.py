@@ -104,7 +104,10 @@ def from_torch_state_dict(module, torch_state_dict, strict: bool = True, check_c
         _check_conventions(module, "load a torch state dict")
     arrays = OrderedDict()
     for key, value in torch_state_dict.items():
-        arrays[key] = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        if hasattr(value, "detach"):
+            arrays[key] = value.detach().cpu().numpy()
+        else:  # NumPy and CuPy arrays go to load_state_dict as they are (CuPy refuses np.asarray of its arrays)
+            arrays[key] = value if backend.is_array(value) else np.asarray(value)
     return module.load_state_dict(arrays, strict=strict)
 
 

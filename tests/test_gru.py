@@ -319,8 +319,7 @@ def test_gru_rejects_bad_inputs():
         nn.GRUCell(3, 4)(np.zeros((2, 3), dtype=np.float32), np.zeros((2, 5), dtype=np.float32))
 
 
-@pytest.mark.skipif(not backend.cupy_available(), reason="needs CuPy and a CUDA device")
-def test_gru_backend_mismatch_is_an_error():
+def test_gru_backend_mismatch_is_an_error(cupy_xp):
     gru = nn.GRU(3, 4, rng=0)
     with pytest.raises(backend.BackendMismatchError, match="parameters live on numpy"):
         gru(backend.to_backend(np.zeros((2, 1, 3), dtype=np.float32), "cupy"))

@@ -307,10 +307,8 @@ def test_clip_grad_value_matches_torch(xp, rng):
     assert max(float(abs(p.grad).max()) for p in params) == 0.7
 
 
-def test_state_on_another_backend_is_a_clear_error(rng):
-    cupy = pytest.importorskip("cupy")
-    if not backend.cupy_available():
-        pytest.skip("needs a CUDA device")
+def test_state_on_another_backend_is_a_clear_error(rng, cupy_xp):
+    cupy = cupy_xp
     p = make_params(np, rng)[0]
     opt = optim.Adam([p], lr=0.1)
     opt.step()

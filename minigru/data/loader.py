@@ -43,7 +43,7 @@ def _as_dataset(dataset, who: str):
         raise TypeError(f"{who}: pass one split, e.g. data.train or data.test, not the whole ClassificationData")
     if isinstance(dataset, (tuple, list)) and len(dataset) == 2 and B.is_array(dataset[0]):
         images, labels = dataset
-        dataset = (images, labels if B.is_array(labels) else np.asarray(labels))
+        dataset = (images, labels if B.is_array(labels) else B.to_numpy(labels))
         _check_pair(dataset, who)
         return dataset
     if isinstance(dataset, (tuple, list)) and dataset and all(B.is_array(a) for a in dataset):
@@ -193,7 +193,8 @@ class DataLoader:
             shapes = sorted({tuple(np.shape(image)) for image, _ in items})
             raise ValueError(f"DataLoader: the samples of a batch have different shapes {shapes[:4]}; give the "
                              "dataset a fixed size (e.g. ImageFolder(..., target_size=(32, 32)))") from err
-        return images, np.asarray([label for _, label in items])
+        # B.to_numpy, not np.asarray: a dataset may return labels as device arrays, which CuPy won't convert implicitly
+        return images, B.to_numpy([label for _, label in items])
 
     def _make_batch(self, idx: np.ndarray, rng: np.random.Generator):
         images, labels = self._gather(idx)

@@ -13,6 +13,11 @@ weights of the targets, as torch does (N without weights).
 
 Shapes: ``logits`` (N, C), ``targets`` (N,) integer class indices in
 [0, C - 1], ``weight`` (C,). Softmax helpers work along any ``axis``.
+
+Nothing here reads device values back to the host (each read would stall a
+GPU): host targets out of range raise ValueError, device targets out of range
+make their samples' losses (and gradient rows) NaN, and on the device a
+weighted mean whose target weights sum to zero is NaN or inf rather than an error.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._checks import check_grad_shape
-from ..backend import get_array_module
+from ..backend import get_array_module, values_on_host
 
 __all__ = ["log_softmax", "softmax", "softmax_forward", "softmax_backward", "SoftmaxCache", "CrossEntropyCache",
            "cross_entropy_forward", "cross_entropy_backward", "REDUCTIONS"]
@@ -36,7 +41,8 @@ class SoftmaxCache(NamedTuple):
 class CrossEntropyCache(NamedTuple):
     """What :func:`cross_entropy_backward` needs: probs (N, C), targets (N,), the weight of each row's
     target target_weight (N,), the class weights (C,) or None, the label smoothing eps, the reduction and
-    its denominator (eq. S8)."""
+    its denominator (eq. S8), and for device targets the mask ``valid`` (N,) of those in range (None on the
+    host, where targets out of range raise instead)."""
     probs: object
     targets: object
     target_weight: object
@@ -44,6 +50,7 @@ class CrossEntropyCache(NamedTuple):
     eps: float
     reduction: str
     denominator: object
+    valid: object = None
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -101,10 +108,13 @@ def _check_cross_entropy_args(logits, targets, weight, reduction, label_smoothin
     if tuple(targets.shape) != (N,):
         raise ValueError(f"cross_entropy: targets must have shape ({N},) to match logits {tuple(logits.shape)}, "
                          f"got {tuple(targets.shape)}")
-    low, high = int(targets.min()), int(targets.max())
-    if low < 0 or high >= C:
-        raise ValueError(f"cross_entropy: targets must be class indices in [0, {C - 1}] for {C} classes, "
-                         f"got values from {low} to {high}")
+    # The range check reads values: free for host targets; for device targets it would stall the GPU on
+    # every call, so cross_entropy_forward marks out-of-range targets' losses NaN there instead.
+    if values_on_host(targets):
+        low, high = int(targets.min()), int(targets.max())
+        if low < 0 or high >= C:
+            raise ValueError(f"cross_entropy: targets must be class indices in [0, {C - 1}] for {C} classes, "
+                             f"got values from {low} to {high}")
     if weight is not None:
         if tuple(weight.shape) != (C,):
             raise ValueError(f"cross_entropy: weight must have shape ({C},), one per class, got {tuple(weight.shape)}")
@@ -131,6 +141,10 @@ def cross_entropy_forward(logits, targets, weight=None, reduction="mean", label_
     N, C = logits.shape
     eps = float(label_smoothing)
     rows = xp.arange(N)
+    valid = None
+    if not values_on_host(targets):  # range-checked on the device, without a sync (module docstring)
+        valid = (targets >= 0) & (targets < C)
+        targets = xp.where(valid, targets, 0)
     if weight is not None:
         weight = weight.astype(logits.dtype, copy=False)
     target_weight = xp.ones(N, dtype=logits.dtype) if weight is None else weight[targets]
@@ -145,14 +159,17 @@ def cross_entropy_forward(logits, targets, weight=None, reduction="mean", label_
         smooth = -logp.sum(axis=1) if weight is None else -(logp @ weight)
         per_sample += (eps / C) * smooth
     ### END SOLUTION
+    if valid is not None:
+        per_sample = xp.where(valid, per_sample, xp.nan).astype(logits.dtype, copy=False)
     if reduction == "none":
         loss, denominator = per_sample, None
     else:
-        denominator = float(target_weight.sum()) if reduction == "mean" else 1.0
-        if denominator == 0.0:
+        # N without weights; Σ w_{y_i} with weights, kept on the targets' backend (a 0-d array on a GPU)
+        denominator = (N if weight is None else target_weight.sum()) if reduction == "mean" else 1.0
+        if weight is not None and reduction == "mean" and values_on_host(denominator) and denominator == 0.0:
             raise ValueError("cross_entropy: the weights of all targets sum to zero, so the weighted mean is undefined")
         loss = xp.asarray(per_sample.sum() / denominator)
-    cache = CrossEntropyCache(xp.exp(logp), targets, target_weight, weight, eps, reduction, denominator)
+    cache = CrossEntropyCache(xp.exp(logp), targets, target_weight, weight, eps, reduction, denominator, valid)
     return loss, cache
 
 
@@ -173,6 +190,7 @@ def cross_entropy_backward(dout=1.0, cache=None):
         raise TypeError("cross_entropy_backward(dout, cache): the cache from cross_entropy_forward is required")
     probs, targets, target_weight, weight = cache.probs, cache.targets, cache.target_weight, cache.weight
     eps, reduction, denominator = cache.eps, cache.reduction, cache.denominator
+    valid = cache.valid
     xp = get_array_module(probs)
     N, C = probs.shape
     rows = xp.arange(N)
@@ -194,4 +212,6 @@ def cross_entropy_backward(dout=1.0, cache=None):
     dlogits[rows, targets] -= (1.0 - eps) * target_weight
     dlogits *= scale
     ### END SOLUTION
+    if valid is not None:  # rows of out-of-range device targets (their losses are NaN too)
+        dlogits = xp.where(valid[:, None], dlogits, xp.nan)
     return dlogits.astype(probs.dtype, copy=False)

@@ -1,8 +1,9 @@
 """Classification metrics: accuracy, the confusion matrix, per-class accuracy and a text rendering.
 
-The counting runs on the arrays' backend (NumPy or CuPy); only the final
-small results come back to the host. Rows of a confusion matrix are the
-true classes, columns the predicted ones (as scikit-learn and torchmetrics)::
+The counting runs on the arrays' backend (NumPy or CuPy) and, on a GPU,
+without reading values back; only the final small results come back to the
+host. Rows of a confusion matrix are the true classes, columns the predicted
+ones (as scikit-learn and torchmetrics)::
 
     >>> cm = confusion_matrix(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), num_classes=3)
     >>> cm
@@ -57,13 +58,21 @@ def accuracy(scores_or_classes, y) -> float:
     return float(count_correct(scores_or_classes, y)) / y.shape[0]
 
 
-def confusion_matrix(y_true, y_pred, num_classes: int):
+def confusion_matrix(y_true, y_pred, num_classes: int, check: bool = True):
     """``cm[i, j]`` = number of samples of true class ``i`` predicted as class ``j``.
 
     ``y_true`` and ``y_pred`` are integer vectors ``(N,)`` on one backend
     (``y_pred`` may also be class scores ``(N, K)``). Returns an int64 array
-    ``(num_classes, num_classes)`` on that backend. One ``bincount`` of
-    ``num_classes · y_true + y_pred`` counts every pair at once.
+    ``(num_classes, num_classes)`` on that backend.
+
+    On the host one ``bincount`` of ``num_classes · y_true + y_pred`` counts
+    every pair at once. On a GPU ``bincount`` reads the largest code back to
+    size its result (a host sync), so the pairs are counted with a product of
+    one-hot matrices instead, which stays on the device. ``check`` verifies
+    that all labels lie in ``[0, num_classes - 1]``, which on a GPU costs one
+    sync; with ``check=False`` labels out of range are not counted there, and
+    a caller that sums many batches compares ``cm.sum()`` with the number of
+    samples once at the end (as :meth:`minigru.train.Trainer.evaluate` does).
     """
     y_pred = _as_predictions(y_pred, y_true)
     _check_labels(y_true, "y_true")
@@ -72,14 +81,21 @@ def confusion_matrix(y_true, y_pred, num_classes: int):
         raise ValueError(f"y_true has shape {tuple(y_true.shape)} but y_pred has {tuple(y_pred.shape)}")
     xp = backend.get_array_module(y_true, y_pred)
     k = int(num_classes)
-    if y_true.size:
+    on_host = backend.values_on_host(y_true, y_pred)
+    if y_true.size and (check or on_host):
         low, high = (int(v) for v in backend.to_numpy(xp.stack([xp.minimum(y_true.min(), y_pred.min()),
                                                                  xp.maximum(y_true.max(), y_pred.max())])))
         if low < 0 or high >= k:
             raise ValueError(f"class labels must lie in [0, {k - 1}] for num_classes={k}, found values from "
                              f"{low} to {high}")
-    codes = y_true.astype(np.int64) * k + y_pred.astype(np.int64)
-    return xp.bincount(codes, minlength=k * k).reshape(k, k).astype(np.int64, copy=False)
+    if on_host:
+        codes = y_true.astype(np.int64) * k + y_pred.astype(np.int64)
+        return xp.bincount(codes, minlength=k * k).reshape(k, k).astype(np.int64, copy=False)
+    classes = xp.arange(k)
+    # float64 one-hot rows: the products count exactly up to 2**53 samples per batch
+    true_onehot = (y_true[:, None] == classes).astype(np.float64)
+    pred_onehot = (y_pred[:, None] == classes).astype(np.float64)
+    return (true_onehot.T @ pred_onehot).astype(np.int64)
 
 
 def per_class_accuracy(cm) -> np.ndarray:

@@ -122,8 +122,8 @@ class Trainer:
         self.optimizer.zero_grad()                      # 1. gradients of the last batch are gone
         logits = self.model(x)                          # 2. forward pass: scores (N, K)
         loss = self.loss_fn(logits, y)                  # 3. mean loss over the batch
-        loss_value = float(loss)
-        self._check_finite(loss_value)                  #    stop before a NaN reaches the weights
+        loss_value = float(loss)                        #    the step's one host sync
+        self._check_finite(loss_value, logits, y)       #    stop before a NaN reaches the weights
         correct = count_correct(logits, y)              #    counted on the device, read once per epoch
         dlogits = self.loss_fn.backward()               # 4. dL/dlogits
         self.model.backward(dlogits)                    # 5. backprop: p.grad += dL/dp in every layer
@@ -138,11 +138,19 @@ class Trainer:
     def _parameters(self):
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
-    def _check_finite(self, loss_value: float) -> None:
+    def _check_finite(self, loss_value: float, logits, y) -> None:
         self._recent_losses.append(loss_value)
         if math.isfinite(loss_value):
             return
         epoch, batch = self._position
+        # The loss does not range-check labels on a GPU (a host sync per step): labels out of range make
+        # it NaN there, so a NaN loss first looks at the labels, reading them back once.
+        labels = backend.to_numpy(y)
+        if labels.size and np.dtype(labels.dtype).kind in "iu" and getattr(logits, "ndim", 0) == 2:
+            low, high, k = int(labels.min()), int(labels.max()), int(logits.shape[1])
+            if low < 0 or high >= k:
+                raise ValueError(f"the labels of epoch {epoch}, batch {batch} must be class indices in [0, {k - 1}] "
+                                 f"for {k} classes, found values from {low} to {high}")
         recent = ", ".join(f"{v:.4g}" for v in self._recent_losses)
         raise NonFiniteLossError(
             f"the training loss became {loss_value} at epoch {epoch}, batch {batch} (last losses: {recent}). "
@@ -194,13 +202,17 @@ class Trainer:
                     n = int(y.shape[0])
                     loss_sum = loss_sum + self.loss_fn(logits, y) * n   # stays on the device
                     samples += n
-                    batch_cm = confusion_matrix(y, logits, num_classes=logits.shape[1])
+                    # check=False: no host sync per batch; labels out of range are caught below
+                    batch_cm = confusion_matrix(y, logits, num_classes=logits.shape[1], check=False)
                     cm = batch_cm if cm is None else cm + batch_cm
         finally:
             self.model.train(was_training)
         if samples == 0:
             raise ValueError("the evaluation loader yielded no batches")
-        cm = backend.to_numpy(cm)
+        cm = backend.to_numpy(cm)                       # the pass's two host syncs: cm and the loss sum
+        if int(cm.sum()) != samples:
+            raise ValueError(f"{samples - int(cm.sum())} of {samples} evaluation labels are not class indices in "
+                             f"[0, {len(cm) - 1}]")
         return EvalResult(float(loss_sum) / samples, float(np.trace(cm)) / samples, cm)
 
     # ------------------------------------------------------------------ fit
