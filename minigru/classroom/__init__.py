@@ -9,7 +9,7 @@ the solution's numbers::
     python -m minigru.classroom list
     python -m minigru.classroom make-assignment --out hw1 --only gru,conv
     cd hw1 && python grade.py                      # what students run
-    python -m minigru.classroom grade hw1 --fresh  # what instructors run
+    python -m minigru.classroom grade hw1 --assignment hw1   # what instructors run (hidden tests)
 
 Modules: :mod:`.markers` (parse and strip regions), :mod:`.exercises` (the
 registry), :mod:`.make` (write an assignment), :mod:`.grade` (the autograder),

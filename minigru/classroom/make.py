@@ -28,7 +28,8 @@ from .exercises import EXERCISES, exercise_notebooks, exercise_regions, scan_pac
 from .markers import read_notebook, strip_notebook, strip_source, write_notebook
 from .readme import student_pyproject, student_readme
 
-__all__ = ["make_assignment", "write_grading", "make_references", "library_dir", "Assignment", "GENERATED"]
+__all__ = ["make_assignment", "write_grading", "make_references", "library_dir", "Assignment", "GENERATED",
+           "CLASSROOM_EXTRA", "require_pytest"]
 
 GENERATED = ("README.md", "grade.py", "pyproject.toml", "minigru", "notebooks", "grading", "docs/derivations.md")
 """What make-assignment writes in the output folder (and what ``force`` replaces); nothing else is touched."""
@@ -65,19 +66,29 @@ def _grading_source(name: str) -> Path:
     return Path(importlib.import_module("minigru.classroom.grading").__file__).parent / f"{name}.py"
 
 
-def make_references(exercises) -> dict:
-    """``{exercise name: {key: array}}``: every exercise's reference numbers, from the solution library."""
+CLASSROOM_EXTRA = 'pip install "minigru[classroom]" (or, in a clone, pip install -e ".[classroom]")'
+"""How to install what make-assignment and the instructor's grading need (pytest, nbgrader)."""
+
+
+def require_pytest(what: str) -> None:
+    """RuntimeError naming the ``classroom`` extra when pytest, which the grading tests are written for, is missing."""
     try:
         importlib.import_module("pytest")
     except ImportError as err:
-        raise RuntimeError("make-assignment needs pytest (the grading tests are pytest files): "
-                           "pip install pytest") from err
+        raise RuntimeError(f"{what} needs pytest (the grading tests are pytest files), which the classroom extra "
+                           f"installs: {CLASSROOM_EXTRA}") from err
+
+
+def make_references(exercises, seed: int = 0) -> dict:
+    """``{exercise name: {key: array}}``: every exercise's inputs, drawn from ``seed``, and the reference
+    numbers the solution library (the imported minigru, never a student's copy) computes from them."""
+    require_pytest("make-assignment")
     functional = importlib.import_module("minigru.functional")
     references = {}
     for exercise in exercises:
         module = importlib.import_module(f"minigru.classroom.grading.{exercise.grading_module}")
         try:
-            references[exercise.name] = module.make_reference(functional)
+            references[exercise.name] = module.make_reference(functional, seed=seed)
         except NotImplementedError as err:
             raise RuntimeError(f"the library at {library_dir()} has no solution for exercise {exercise.name} "
                                f"({err}): make assignments from the instructor's copy, which has the "
