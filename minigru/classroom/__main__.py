@@ -10,7 +10,7 @@ from pathlib import Path
 from . import grade as grader
 from .exercises import (EXERCISES, MarkerError, exercise_notebooks, exercise_regions, scan_package, select,
                         self_containment_problems, unassigned_regions)
-from .make import library_dir, make_assignment, make_references, write_grading
+from .make import FORMATS, library_dir, make_assignment, make_references, write_grading
 
 
 def list_exercises(project_dir=None) -> int:
@@ -84,6 +84,10 @@ def main(argv=None) -> int:
     make.add_argument("--only", help="comma-separated exercises (default: all): " + ",".join(e.name for e in EXERCISES))
     make.add_argument("--force", action="store_true", help="replace what an earlier make-assignment wrote in --out")
     make.add_argument("--project", help="folder whose notebooks/ are searched (default: the repository)")
+    make.add_argument("--format", choices=FORMATS, default="plain",
+                      help="plain: a student copy of minigru with grade.py; nbgrader: --out is an nbgrader course "
+                           "folder, the notebooks go to its source/<name>/")
+    make.add_argument("--name", help="nbgrader assignment name (default: the exercise names joined by '-')")
     grade = commands.add_parser("grade", help="grade a submission with hidden tests and print the score table")
     grade.add_argument("folder", help="the assignment folder (a student's submission)")
     grade.add_argument("exercises", nargs="*", help="exercises to grade (or --assignment, or --all)")
@@ -101,7 +105,8 @@ def main(argv=None) -> int:
         if args.command == "list":
             return list_exercises(args.project)
         if args.command == "make-assignment":
-            make_assignment(args.out, args.only, args.force, project_dir=args.project, log=print)
+            make_assignment(args.out, args.only, args.force, project_dir=args.project, log=print, fmt=args.format,
+                            name=args.name)
             return 0
         return grade_folder(args.folder, args.exercises or None, args.all, args.assignment, args.seed,
                             args.timeout, args.quiet, args.verbose, args.json)

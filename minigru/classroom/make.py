@@ -26,10 +26,11 @@ import numpy as np
 
 from .exercises import EXERCISES, exercise_notebooks, exercise_regions, scan_package, select
 from .markers import read_notebook, strip_notebook, strip_source, write_notebook
+from .nbgrader_format import write_nbgrader_source
 from .readme import student_pyproject, student_readme
 
 __all__ = ["make_assignment", "write_grading", "make_references", "library_dir", "Assignment", "GENERATED",
-           "CLASSROOM_EXTRA", "require_pytest"]
+           "CLASSROOM_EXTRA", "require_pytest", "FORMATS"]
 
 GENERATED = ("README.md", "grade.py", "pyproject.toml", "minigru", "notebooks", "grading", "docs/derivations.md")
 """What make-assignment writes in the output folder (and what ``force`` replaces); nothing else is touched."""
@@ -149,17 +150,32 @@ def _clear_generated(out: Path) -> None:
             shutil.rmtree(_inside(out, path))
 
 
-def make_assignment(out, only=None, force=False, project_dir=None, log=None) -> Assignment:
+FORMATS = ("plain", "nbgrader")
+
+
+def make_assignment(out, only=None, force=False, project_dir=None, log=None, fmt="plain",
+                    name=None) -> Assignment:
     """Write an assignment for the exercises ``only`` (names or "a,b"; all if None) into ``out``.
 
-    ``project_dir`` is where ``notebooks/`` are looked for (default: the
-    folder holding the minigru package). Raises ValueError for unknown
-    exercises or a missing region, MarkerError for malformed markers,
-    FileExistsError when ``out`` is not empty and ``force`` is False.
+    ``fmt`` "plain": ``out`` becomes the student copy described above.
+    ``fmt`` "nbgrader": ``out`` is an nbgrader course folder and the notebooks
+    go to ``out/source/<name>/`` (:mod:`.nbgrader_format`; ``name`` defaults to
+    the exercise names joined by "-"). ``project_dir`` is where ``notebooks/``
+    are looked for (default: the folder holding the minigru package). Raises
+    ValueError for unknown exercises or a missing region, MarkerError for
+    malformed markers, FileExistsError when the target is not empty and
+    ``force`` is False.
     """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     chosen = select(only)
     library = library_dir()
     project = Path(project_dir).resolve() if project_dir is not None else library.parent
+    if fmt == "nbgrader":
+        return _make_nbgrader(Path(out).resolve(), chosen, name or "-".join(e.name for e in chosen), force,
+                              library, project, log)
+    if name is not None:
+        raise ValueError("--name is the nbgrader assignment's name: use it with --format nbgrader")
     out = Path(out).resolve()
     _check_output_dir(out, library, force)
 
@@ -211,4 +227,28 @@ def make_assignment(out, only=None, force=False, project_dir=None, log=None) -> 
     _inside(out, out / "README.md").write_text(student_readme(assignment, derivations.exists()), encoding="utf-8")
     if log:
         log(assignment.summary())
+    return assignment
+
+
+def _make_nbgrader(course: Path, chosen, name: str, force: bool, library: Path, project: Path, log) -> Assignment:
+    """``make_assignment(fmt="nbgrader")``: write ``course/source/<name>/``."""
+    if not name or Path(name).name != name or name.startswith("."):
+        raise ValueError(f"invalid assignment name {name!r}: use a plain folder name such as hw1")
+    target = course / "source" / name
+    _check_output_dir(target, library, force)
+    require_pytest("make-assignment --format nbgrader")
+    scan = scan_package(library)
+    for exercise in chosen:
+        _, missing = exercise_regions(exercise, scan)
+        if missing:
+            raise ValueError(f"exercise {exercise.name} cannot be made: " + "; ".join(missing))
+    notebooks = {e.name: exercise_notebooks(e, project) for e in chosen}
+    written = write_nbgrader_source(_inside(course, target), chosen, scan, notebooks)
+    assignment = Assignment(target, chosen, notebooks=written)
+    if log:
+        lines = [f"Wrote the nbgrader assignment {name} to {target}"]
+        for e in chosen:
+            lines.append(f"  {e.name} ({e.points} points): {e.title}: " + ", ".join(written[e.name]))
+        lines.append(f"Next, in {course}: nbgrader generate_assignment {name}   (see docs/classroom.md)")
+        log("\n".join(lines))
     return assignment

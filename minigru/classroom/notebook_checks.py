@@ -1,0 +1,84 @@
+"""Grading tests run inside a notebook: the autograded cells of ``make-assignment --format nbgrader``.
+
+A test cell calls::
+
+    check("gru", "test_gru_step_forward", globals())              # example inputs, seed 0
+    check("gru", "test_gru_step_forward", globals(), seed=None)   # hidden: a seed drawn now, at grading time
+
+``check`` runs one test function of :mod:`minigru.classroom.grading` (every
+case of its parametrisation) on the kernels the student defined in the
+notebook (``namespace``), with inputs drawn from ``seed`` and reference numbers
+computed by the *installed* minigru: when nbgrader autogrades, that is the
+instructor's library. Kernels of the library that the exercise does not ask
+for (a forward pass that is given, say) come from the installed minigru too.
+A failure raises AssertionError listing every failing case with the message
+of the plain grader (which tensor, how far off, the worst element).
+"""
+from __future__ import annotations
+
+import importlib
+import itertools
+import secrets
+import types
+
+from .exercises import select
+
+__all__ = ["check", "parametrizations"]
+
+
+def parametrizations(test) -> list[dict]:
+    """The keyword arguments of every case of a pytest test function (its ``parametrize`` marks)."""
+    axes = []
+    for mark in getattr(test, "pytestmark", []):
+        if mark.name != "parametrize":
+            continue
+        names, values = mark.args[0], list(mark.args[1])
+        names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+        axes.append([dict(zip(names, v if len(names) > 1 else (v,))) for v in values])
+    return [dict(item for case in combination for item in case.items()) for combination in itertools.product(*axes)]
+
+
+def _student_functional(exercise, namespace, reference):
+    """``minigru.functional`` with the exercise's kernels replaced by the notebook's own functions."""
+    student = types.SimpleNamespace(**{k: getattr(reference, k) for k in dir(reference) if not k.startswith("__")})
+    for _, name in exercise.functions:
+        function = namespace.get(name)
+        if not callable(function):
+            raise AssertionError(f"{name} is not defined: run the cell that defines it first")
+        if getattr(function, "__module__", None) != namespace.get("__name__"):
+            raise AssertionError(f"{name} must be written in this notebook (it comes from {function.__module__})")
+        setattr(student, name, function)
+    return student
+
+
+def check(exercise: str, test: str, namespace: dict, seed: int | None = 0) -> None:
+    """Run grading test ``test`` of ``exercise`` on the notebook's kernels; AssertionError if any case fails.
+
+    ``seed`` draws the inputs (None: a secret one, drawn now)."""
+    import pytest  # the grading modules are pytest files; the classroom extra installs it
+
+    minigru = importlib.import_module("minigru")
+    support = importlib.import_module("minigru.classroom.grading.support")
+    module = importlib.import_module(f"minigru.classroom.grading.{exercise}")
+    seed = secrets.randbits(32) if seed is None else seed
+    data = module.make_reference(minigru.functional, seed=seed)
+    student = _student_functional(select([exercise])[0], namespace, minigru.functional)
+
+    class Grader(support.Grader):
+        def reference(self, case):
+            prefix = f"{case}."
+            return {key[len(prefix):]: value.copy() for key, value in data.items() if key.startswith(prefix)}
+
+    cases = parametrizations(getattr(module, test))
+    failures = []
+    for params in cases:
+        label = ", ".join(f"{v}" for v in params.values())
+        try:
+            getattr(module, test)(F=student, grader=Grader(minigru, exercise, test), **params)
+        except pytest.fail.Exception as failed:
+            failures.append(str(failed.msg if hasattr(failed, "msg") else failed))
+        except Exception as err:  # the student's code raised: report it like the plain grader does
+            failures.append(f"[{label}] {type(err).__name__}: {err}")
+    if failures:
+        raise AssertionError(f"{test}: {len(failures)} of {len(cases)} case(s) failed\n" + "\n".join(failures))
+    print(f"{test}: all {len(cases)} case(s) passed")

@@ -1,0 +1,96 @@
+"""make-assignment --format nbgrader, through a real nbgrader round trip in a temporary course folder.
+
+generate_assignment -> a solved and an unsolved submission in submitted/ -> autograde -> the scores in
+nbgrader's gradebook -> generate_feedback. nbgrader runs as its command line, in subprocesses, and
+executes the notebooks in Jupyter kernels that import this minigru (about 30 s in all).
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import minigru
+from minigru.classroom.exercises import select
+from minigru.classroom.make import make_assignment
+from minigru.classroom.markers import find_regions
+from minigru.classroom.notebook_checks import parametrizations
+
+nbgrader_api = pytest.importorskip("nbgrader.api", reason="nbgrader is in the classroom extra")
+
+pytestmark = pytest.mark.slow
+REPOSITORY = Path(minigru.__file__).resolve().parent.parent
+
+
+def _nbgrader(course, *args):
+    # the course's kernels must import this minigru, and nbgrader runs `alembic` from the environment's bin/
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPOSITORY), os.environ.get("PYTHONPATH", "")]),
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    done = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def _cells(path):
+    return json.loads(Path(path).read_text())["cells"]
+
+
+def _submit(course, student, solved):
+    """A submission made from the released notebook: the solution cells filled in from the source (solved),
+    or left as released, with the visible test cell edited to pass (unsolved: edits must not count)."""
+    source = {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"]) for c in _cells(course / "source/hw1/pool.ipynb")
+              if c["metadata"].get("nbgrader", {}).get("solution")}
+    nb = json.loads((course / "release/hw1/pool.ipynb").read_text())
+    for cell in nb["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        if solved and meta.get("solution"):
+            lines = source[meta["grade_id"]].split("\n")
+            cell["source"] = "\n".join(line for line in lines if line.strip() not in ("### BEGIN SOLUTION",
+                                                                                         "### END SOLUTION"))
+        elif not solved and meta.get("grade"):
+            cell["source"] = "print('all tests passed')"
+    folder = course / "submitted" / student / "hw1"
+    folder.mkdir(parents=True)
+    (folder / "pool.ipynb").write_text(json.dumps(nb))
+
+
+def test_nbgrader_round_trip_gives_full_and_zero_scores_and_feedback(tmp_path):
+    course = tmp_path / "course"
+    made = make_assignment(course, "pool", project_dir=tmp_path, fmt="nbgrader", name="hw1")
+    assert made.notebooks == {"pool": ["pool.ipynb"]} and (course / "nbgrader_config.py").exists()
+    cells = _cells(course / "source/hw1/pool.ipynb")
+    solution = [c for c in cells if c["metadata"].get("nbgrader", {}).get("solution")]
+    graded = [c for c in cells if c["metadata"].get("nbgrader", {}).get("grade")]
+    assert [c["metadata"]["nbgrader"]["grade_id"] for c in solution] == ["maxpool2d_backward"]
+    assert len(find_regions("".join(solution[0]["source"]))) == 1
+    assert sum(c["metadata"]["nbgrader"]["points"] for c in graded) == select("pool")[0].points
+    assert all("### BEGIN HIDDEN TESTS" in "".join(c["source"]) for c in graded)
+
+    _nbgrader(course, "generate_assignment", "hw1")
+    released = "".join("".join(c["source"]) for c in _cells(course / "release/hw1/pool.ipynb"))
+    assert "raise NotImplementedError()" in released and "HIDDEN" not in released and "seed=None" not in released
+    assert "### HINT:" in released and "xp.add(target" not in released
+
+    _submit(course, "alice", solved=True)
+    _submit(course, "bob", solved=False)
+    _nbgrader(course, "autograde", "hw1")
+    with nbgrader_api.Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        scores = {s: (gradebook.find_submission("hw1", s).score, gradebook.find_submission("hw1", s).max_score)
+                  for s in ("alice", "bob")}
+    assert scores == {"alice": (10.0, 10.0), "bob": (0.0, 10.0)}
+    autograded = "".join(json.dumps(c.get("outputs")) for c in _cells(course / "autograded/bob/hw1/pool.ipynb"))
+    assert "NotImplementedError" in autograded and "all tests passed" not in autograded
+
+    _nbgrader(course, "generate_feedback", "hw1")
+    for student in ("alice", "bob"):
+        page = (course / "feedback" / student / "hw1" / "pool.html").read_text()
+        assert "maxpool2d_backward" in page and ("10.0 / 10.0" if student == "alice" else "0.0 / 10.0") in page
+
+
+def test_parametrizations_expand_every_case():
+    from minigru.classroom.grading import conv, pool
+    assert [p["case"] for p in parametrizations(pool.test_maxpool2d_backward_reference)] == list(pool.CASES)
+    assert parametrizations(conv.test_conv_forward) == [{"kernel": k, "case": c} for k, c in conv.PARAMS]
