@@ -7,6 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .._shadow import exit_if_shadowed
 from . import grade as grader
 from .exercises import (EXERCISES, MarkerError, exercise_notebooks, exercise_regions, scan_package, select,
                         self_containment_problems, unassigned_regions)
@@ -73,6 +74,7 @@ def grade_folder(folder, names, all_exercises, assignment, seed, timeout, quiet,
 
 
 def main(argv=None) -> int:
+    exit_if_shadowed()
     parser = argparse.ArgumentParser(prog="python -m minigru.classroom",
                                      description="Assignments from minigru: list the exercises, write a student "
                                                  "copy with solutions removed, grade it (docs/classroom.md).")
