@@ -94,3 +94,18 @@ def test_parametrizations_expand_every_case():
     from minigru.classroom.grading import conv, pool
     assert [p["case"] for p in parametrizations(pool.test_maxpool2d_backward_reference)] == list(pool.CASES)
     assert parametrizations(conv.test_conv_forward) == [{"kernel": k, "case": c} for k, c in conv.PARAMS]
+
+
+def test_the_tutorials_go_into_the_nbgrader_source_as_solution_cells(tmp_path):
+    from nbgrader.preprocessors import ClearSolutions
+    nbformat = pytest.importorskip("nbformat")
+    made = make_assignment(tmp_path / "course", "gru", fmt="nbgrader")   # notebooks from the repository
+    assert made.notebooks == {"gru": ["gru.ipynb", "01_gru_from_scratch.ipynb"]}
+    nb = nbformat.read(tmp_path / "course/source/gru/01_gru_from_scratch.ipynb", as_version=4)
+    solution = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert len(solution) == 2 and all("### BEGIN SOLUTION" in c.source for c in solution)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    released, _ = ClearSolutions().preprocess(nb, {})           # what generate_assignment does to them
+    text = "".join(c.source for c in released.cells)
+    assert "BEGIN SOLUTION" not in text and text.count("raise NotImplementedError()") == 2
+    assert "### HINT: Name the results r, z, n, hn" in text
