@@ -78,6 +78,10 @@ columns:
   instructor's solution (must be <= 1e-7). A good grad check with a bad
   reference error means the forward pass itself is wrong.
 
+Your grade comes from the same tests run by your instructor on new inputs,
+drawn when they grade, against their own solution: code that is right for the
+examples in `grading/reference/` only scores nothing there.
+
 Below the table, every checked tensor is listed with its error, and each failed
 test with its message (which tensor, how far off, the worst element, or the
 expected shape). Points are shared equally among an exercise's tests.
@@ -85,12 +89,11 @@ expected shape). Points are shared equally among an exercise's tests.
 ## Rules
 
 - Change only the code at the gaps; keep function names, arguments and return values.
-- Do not edit `grading/`: your instructor grades with their own copy of it.
+- Editing `grading/` changes nothing but your own check: your instructor grades with their own tests.
 - Keep the package importable: a syntax error in any file makes every test fail.
 - Use the array module the kernel already has (`xp`), not `numpy` directly, and
   allocate with `dtype=x.dtype`: the tests run in float64.
-- Exercises assigned together: {names}. The rest of the library works as usual, so
-  you can train a model with your kernels once the tests pass.
+- Exercises assigned together: {names}. The rest of the library works as usual.
 
 ## Using this copy
 
