@@ -1,11 +1,12 @@
 """make-assignment --format nbgrader, through a real nbgrader round trip in a temporary course folder.
 
-generate_assignment -> a solved and an unsolved submission in submitted/ -> autograde -> the scores in
-nbgrader's gradebook -> generate_feedback. nbgrader runs as its command line, in subprocesses, and
+generate_assignment -> a solved, an unsolved and a cheating submission in submitted/ -> autograde ->
+the scores in nbgrader's gradebook -> generate_feedback. nbgrader runs as its command line, in subprocesses, and
 executes the notebooks in Jupyter kernels that import this minigru (about 30 s in all).
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,15 +39,26 @@ def _cells(path):
     return json.loads(Path(path).read_text())["cells"]
 
 
+CHEAT = '''def maxpool2d_backward(dout, cache):
+    shipped = np.load("pool_examples.npz")          # the example numbers released with the notebook
+    for key in shipped.files:
+        if key.endswith(".dout") and shipped[key].shape == dout.shape:
+            return shipped[key.removesuffix(".dout") + ".dx"].copy()
+    raise ValueError("no example has this shape")'''
+
+
 def _submit(course, student, solved):
     """A submission made from the released notebook: the solution cells filled in from the source (solved),
-    or left as released, with the visible test cell edited to pass (unsolved: edits must not count)."""
+    or left as released, with the test cells edited to pass (unsolved: edits must not count), or answered
+    from the released example numbers (solved == "cheat")."""
     source = {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"]) for c in _cells(course / "source/hw1/pool.ipynb")
               if c["metadata"].get("nbgrader", {}).get("solution")}
     nb = json.loads((course / "release/hw1/pool.ipynb").read_text())
     for cell in nb["cells"]:
         meta = cell["metadata"].get("nbgrader", {})
-        if solved and meta.get("solution"):
+        if solved == "cheat" and meta.get("solution"):
+            cell["source"] = CHEAT
+        elif solved and meta.get("solution"):
             lines = source[meta["grade_id"]].split("\n")
             cell["source"] = "\n".join(line for line in lines if line.strip() not in ("### BEGIN SOLUTION",
                                                                                          "### END SOLUTION"))
@@ -55,12 +67,14 @@ def _submit(course, student, solved):
     folder = course / "submitted" / student / "hw1"
     folder.mkdir(parents=True)
     (folder / "pool.ipynb").write_text(json.dumps(nb))
+    shutil.copyfile(course / "release/hw1/pool_examples.npz", folder / "pool_examples.npz")
 
 
 def test_nbgrader_round_trip_gives_full_and_zero_scores_and_feedback(tmp_path):
     course = tmp_path / "course"
     made = make_assignment(course, "pool", project_dir=tmp_path, fmt="nbgrader", name="hw1")
-    assert made.notebooks == {"pool": ["pool.ipynb"]} and (course / "nbgrader_config.py").exists()
+    assert made.notebooks == {"pool": ["pool.ipynb", "pool_examples.npz"]}
+    assert (course / "nbgrader_config.py").exists()
     cells = _cells(course / "source/hw1/pool.ipynb")
     solution = [c for c in cells if c["metadata"].get("nbgrader", {}).get("solution")]
     graded = [c for c in cells if c["metadata"].get("nbgrader", {}).get("grade")]
@@ -70,22 +84,29 @@ def test_nbgrader_round_trip_gives_full_and_zero_scores_and_feedback(tmp_path):
     assert all("### BEGIN HIDDEN TESTS" in "".join(c["source"]) for c in graded)
 
     _nbgrader(course, "generate_assignment", "hw1")
+    assert (course / "release/hw1/pool_examples.npz").exists()
     released = "".join("".join(c["source"]) for c in _cells(course / "release/hw1/pool.ipynb"))
     assert "raise NotImplementedError()" in released and "HIDDEN" not in released and "seed=None" not in released
     assert "### HINT:" in released and "xp.add(target" not in released
 
     _submit(course, "alice", solved=True)
     _submit(course, "bob", solved=False)
+    _submit(course, "carol", solved="cheat")
     _nbgrader(course, "autograde", "hw1")
     with nbgrader_api.Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         scores = {s: (gradebook.find_submission("hw1", s).score, gradebook.find_submission("hw1", s).max_score)
-                  for s in ("alice", "bob")}
-    assert scores == {"alice": (10.0, 10.0), "bob": (0.0, 10.0)}
+                  for s in ("alice", "bob", "carol")}
+    assert scores == {"alice": (10.0, 10.0), "bob": (0.0, 10.0), "carol": (0.0, 10.0)}
     autograded = "".join(json.dumps(c.get("outputs")) for c in _cells(course / "autograded/bob/hw1/pool.ipynb"))
     assert "NotImplementedError" in autograded and "all tests passed" not in autograded
+    # the cheat passes the visible examples and fails where the hidden inputs come in
+    cheat = [c for c in _cells(course / "autograded/carol/hw1/pool.ipynb") if c["metadata"].get("nbgrader", {}).get("grade")]
+    for cell in cheat:
+        printed, error = cell["outputs"][0]["text"], cell["outputs"][1]
+        assert "all 3 case(s) passed" in "".join(printed) and "3 of 3 case(s) failed" in error["evalue"]
 
     _nbgrader(course, "generate_feedback", "hw1")
-    for student in ("alice", "bob"):
+    for student in ("alice", "bob", "carol"):
         page = (course / "feedback" / student / "hw1" / "pool.html").read_text()
         assert "maxpool2d_backward" in page and ("10.0 / 10.0" if student == "alice" else "0.0 / 10.0") in page
 
@@ -100,7 +121,7 @@ def test_the_tutorials_go_into_the_nbgrader_source_as_solution_cells(tmp_path):
     from nbgrader.preprocessors import ClearSolutions
     nbformat = pytest.importorskip("nbformat")
     made = make_assignment(tmp_path / "course", "gru", fmt="nbgrader")   # notebooks from the repository
-    assert made.notebooks == {"gru": ["gru.ipynb", "01_gru_from_scratch.ipynb"]}
+    assert made.notebooks == {"gru": ["gru.ipynb", "gru_examples.npz", "01_gru_from_scratch.ipynb"]}
     nb = nbformat.read(tmp_path / "course/source/gru/01_gru_from_scratch.ipynb", as_version=4)
     solution = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
     assert len(solution) == 2 and all("### BEGIN SOLUTION" in c.source for c in solution)

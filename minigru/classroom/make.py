@@ -243,7 +243,7 @@ def _make_nbgrader(course: Path, chosen, name: str, force: bool, library: Path, 
         if missing:
             raise ValueError(f"exercise {exercise.name} cannot be made: " + "; ".join(missing))
     notebooks = {e.name: exercise_notebooks(e, project) for e in chosen}
-    written = write_nbgrader_source(_inside(course, target), chosen, scan, notebooks)
+    written = write_nbgrader_source(_inside(course, target), chosen, scan, notebooks, make_references(chosen))
     assignment = Assignment(target, chosen, notebooks=written)
     if log:
         lines = [f"Wrote the nbgrader assignment {name} to {target}"]

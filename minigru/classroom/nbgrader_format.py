@@ -8,9 +8,12 @@ For every selected exercise, ``<exercise>.ipynb`` holds, in order:
    ``### BEGIN SOLUTION`` regions and ``### HINT:`` lines in place (nbgrader's
    ``generate_assignment`` replaces each region with ``raise NotImplementedError()``);
 4. one autograded cell per grading test (:mod:`minigru.classroom.grading`), with
-   points: the test on example inputs (seed 0), and between ``### BEGIN HIDDEN TESTS``
-   and ``### END HIDDEN TESTS`` on inputs from a seed drawn at grading time, against
-   the installed (the instructor's) minigru (:mod:`minigru.classroom.notebook_checks`).
+   points: the test on the example inputs and reference numbers of
+   ``<exercise>_examples.npz`` (seed 0, written here by the instructor's minigru), and
+   between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` on inputs from a
+   seed drawn at grading time, against the installed (the instructor's) minigru
+   (:mod:`minigru.classroom.notebook_checks`). nbgrader's autograde puts the source
+   versions of the test cells and of the .npz back before it runs a submission.
 
 The selected exercises' tutorial notebooks that carry markers are copied too,
 with nbgrader's solution metadata on their marked cells (practice: no points).
@@ -23,6 +26,8 @@ import builtins
 import importlib
 import json
 from pathlib import Path
+
+import numpy as np
 
 from .markers import notebook_regions, read_notebook, write_notebook
 
@@ -100,7 +105,7 @@ def exercise_notebook(exercise, scan) -> dict:
     for test, points in zip(tests, test_points(exercise, tests)):
         source = (f"# {points} point(s): {test} on example inputs; grading adds hidden inputs.\n"
                   "from minigru.classroom.notebook_checks import check\n"
-                  f"check({name!r}, {test!r}, globals())\n"
+                  f"check({name!r}, {test!r}, globals(), examples={name + '_examples.npz'!r})\n"
                   "### BEGIN HIDDEN TESTS\n"
                   f"check({name!r}, {test!r}, globals(), seed=None)   # a seed drawn at grading time\n"
                   "### END HIDDEN TESTS")
@@ -125,15 +130,17 @@ def tutorial_for_nbgrader(nb: dict, where: str) -> dict:
     return new
 
 
-def write_nbgrader_source(target: Path, exercises, scan, notebooks) -> dict:
+def write_nbgrader_source(target: Path, exercises, scan, notebooks, examples) -> dict:
     """Write the notebooks into ``target`` (``<course>/source/<assignment>``); returns ``{exercise: [files]}``.
 
-    ``notebooks`` maps exercise names to the ``(path, regions)`` of their tutorials (from the project)."""
+    ``notebooks`` maps exercise names to the ``(path, regions)`` of their tutorials (from the project),
+    ``examples`` to the example inputs and reference numbers of the visible tests."""
     target.mkdir(parents=True, exist_ok=True)
     written, copied = {}, set()
     for exercise in exercises:
         write_notebook(exercise_notebook(exercise, scan), target / f"{exercise.name}.ipynb")
-        written[exercise.name] = [f"{exercise.name}.ipynb"]
+        np.savez(target / f"{exercise.name}_examples.npz", **examples[exercise.name])
+        written[exercise.name] = [f"{exercise.name}.ipynb", f"{exercise.name}_examples.npz"]
         for path, _ in notebooks.get(exercise.name, []):
             if path.name in copied:
                 continue   # matched by two selected exercises: copied once

@@ -2,17 +2,20 @@
 
 A test cell calls::
 
-    check("gru", "test_gru_step_forward", globals())              # example inputs, seed 0
-    check("gru", "test_gru_step_forward", globals(), seed=None)   # hidden: a seed drawn now, at grading time
+    check("gru", "test_gru_step_forward", globals(), examples="gru_examples.npz")   # what students see
+    check("gru", "test_gru_step_forward", globals(), seed=None)                     # hidden
 
 ``check`` runs one test function of :mod:`minigru.classroom.grading` (every
 case of its parametrisation) on the kernels the student defined in the
-notebook (``namespace``), with inputs drawn from ``seed`` and reference numbers
-computed by the *installed* minigru: when nbgrader autogrades, that is the
-instructor's library. Kernels of the library that the exercise does not ask
-for (a forward pass that is given, say) come from the installed minigru too.
-A failure raises AssertionError listing every failing case with the message
-of the plain grader (which tensor, how far off, the worst element).
+notebook (``namespace``). The visible call reads its inputs and reference
+numbers from the ``.npz`` shipped with the notebook (written by the
+instructor's minigru, seed 0), so students can check their work with a copy of
+minigru that lacks the solutions. The hidden call draws new inputs from a seed
+chosen at grading time and computes the reference numbers with the *installed*
+minigru: when nbgrader autogrades, the instructor's. Kernels the exercise does
+not ask for (a given forward pass, say) come from the installed minigru too.
+A failure raises AssertionError listing every failing case with the message of
+the plain grader (which tensor, how far off, the worst element).
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ import importlib
 import itertools
 import secrets
 import types
+
+import numpy as np
 
 from .exercises import select
 
@@ -51,17 +56,30 @@ def _student_functional(exercise, namespace, reference):
     return student
 
 
-def check(exercise: str, test: str, namespace: dict, seed: int | None = 0) -> None:
+def _reference_numbers(module, minigru, seed) -> dict:
+    seed = secrets.randbits(32) if seed is None else seed
+    try:
+        return module.make_reference(minigru.functional, seed=seed)
+    except NotImplementedError as err:
+        raise RuntimeError(f"the hidden tests need the instructor's minigru, with the solutions; the one installed "
+                           f"here ({minigru.__file__}) has none for exercise {module.EXERCISE}: {err}") from None
+
+
+def check(exercise: str, test: str, namespace: dict, examples=None, seed: int | None = None) -> None:
     """Run grading test ``test`` of ``exercise`` on the notebook's kernels; AssertionError if any case fails.
 
-    ``seed`` draws the inputs (None: a secret one, drawn now)."""
+    ``examples``: an .npz of inputs and reference numbers. Without it, inputs are drawn from ``seed``
+    (None: a secret one, drawn now) and the installed minigru computes the reference numbers."""
     import pytest  # the grading modules are pytest files; the classroom extra installs it
 
     minigru = importlib.import_module("minigru")
     support = importlib.import_module("minigru.classroom.grading.support")
     module = importlib.import_module(f"minigru.classroom.grading.{exercise}")
-    seed = secrets.randbits(32) if seed is None else seed
-    data = module.make_reference(minigru.functional, seed=seed)
+    if examples is not None:
+        with np.load(examples, allow_pickle=False) as shipped:
+            data = {key: shipped[key] for key in shipped.files}
+    else:
+        data = _reference_numbers(module, minigru, seed)
     student = _student_functional(select([exercise])[0], namespace, minigru.functional)
 
     class Grader(support.Grader):
