@@ -51,8 +51,8 @@ def _submit(course, student, solved):
     """A submission made from the released notebook: the solution cells filled in from the source (solved),
     or left as released, with the test cells edited to pass (unsolved: edits must not count), or answered
     from the released example numbers (solved == "cheat")."""
-    source = {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"]) for c in _cells(course / "source/hw1/pool.ipynb")
-              if c["metadata"].get("nbgrader", {}).get("solution")}
+    source = {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"])
+              for c in _cells(course / "source/hw1/pool.ipynb") if c["metadata"].get("nbgrader", {}).get("solution")}
     nb = json.loads((course / "release/hw1/pool.ipynb").read_text())
     for cell in nb["cells"]:
         meta = cell["metadata"].get("nbgrader", {})
@@ -100,7 +100,8 @@ def test_nbgrader_round_trip_gives_full_and_zero_scores_and_feedback(tmp_path):
     autograded = "".join(json.dumps(c.get("outputs")) for c in _cells(course / "autograded/bob/hw1/pool.ipynb"))
     assert "NotImplementedError" in autograded and "all tests passed" not in autograded
     # the cheat passes the visible examples and fails where the hidden inputs come in
-    cheat = [c for c in _cells(course / "autograded/carol/hw1/pool.ipynb") if c["metadata"].get("nbgrader", {}).get("grade")]
+    cheat = [c for c in _cells(course / "autograded/carol/hw1/pool.ipynb")
+             if c["metadata"].get("nbgrader", {}).get("grade")]
     for cell in cheat:
         printed, error = cell["outputs"][0]["text"], cell["outputs"][1]
         assert "all 3 case(s) passed" in "".join(printed) and "3 of 3 case(s) failed" in error["evalue"]
@@ -130,3 +131,36 @@ def test_the_tutorials_go_into_the_nbgrader_source_as_solution_cells(tmp_path):
     text = "".join(c.source for c in released.cells)
     assert "BEGIN SOLUTION" not in text and text.count("raise NotImplementedError()") == 2
     assert "### HINT: Name the results r, z, n, hn" in text
+
+
+def _notebook_namespace(source_dir, exercise, replace=("", "")):
+    """Run the setup and solution cells of an exercise notebook (with a change) as Jupyter would."""
+    namespace = {"__name__": "__main__"}
+    for cell in _cells(source_dir / f"{exercise}.ipynb"):
+        meta = cell["metadata"].get("nbgrader", {})
+        if cell["cell_type"] == "code" and not meta.get("grade"):
+            exec("".join(cell["source"]).replace(*replace), namespace)
+    return namespace
+
+
+def test_notebook_checks_pass_a_solution_and_explain_a_wrong_one(tmp_path, monkeypatch, capsys):
+    from minigru.classroom.grading import pool
+    from minigru.classroom.notebook_checks import CheckFailed, check
+    make_assignment(tmp_path / "course", "pool", project_dir=tmp_path, fmt="nbgrader", name="hw")
+    source = tmp_path / "course/source/hw"
+    monkeypatch.chdir(source)
+    tests = [name for name in vars(pool) if name.startswith("test_")]
+    namespace = _notebook_namespace(source, "pool")
+    for test in tests:
+        check("pool", test, namespace, examples="pool_examples.npz")
+        check("pool", test, namespace, seed=None)
+    assert capsys.readouterr().out.count("all 3 case(s) passed") == 2 * len(tests)
+    wrong = _notebook_namespace(source, "pool", ("if overlapping:", "if False:"))
+    with pytest.raises(CheckFailed, match=r"1 of 3 case\(s\) failed on new inputs drawn at grading time") as failed:
+        check("pool", "test_maxpool2d_backward_gradcheck", wrong, seed=7)
+    assert "[3x3_stride1_pad1]: dx differs from the finite-difference gradient" in str(failed.value)
+    assert all(len(line) <= 100 for line in str(failed.value).splitlines())
+    assert failed.value._render_traceback_()[0].startswith("CheckFailed: test_maxpool2d_backward_gradcheck")
+    borrowed = dict(namespace, maxpool2d_backward=minigru.functional.maxpool2d_backward)
+    with pytest.raises(CheckFailed, match="must be written in this notebook"):
+        check("pool", tests[0], borrowed, examples="pool_examples.npz")

@@ -23,7 +23,8 @@ class EditableFinder:   # what `pip install -e` appends to sys.meta_path, after 
     def find_spec(name, path=None, target=None):
         if name.split(".")[0] != "minigru":
             return None
-        return importlib.machinery.PathFinder.find_spec(name, [os.path.join({str(REPOSITORY)!r}, *name.split(".")[:-1])])
+        parent = os.path.join({str(REPOSITORY)!r}, *name.split(".")[:-1])
+        return importlib.machinery.PathFinder.find_spec(name, [parent])
 sys.meta_path.append(EditableFinder)
 sys.path.insert(0, os.getcwd())   # as `python -m` does
 sys.argv = sys.argv[1:]

@@ -271,7 +271,8 @@ def report(results, root, quiet=False, verbose=False, json_path=None) -> int:
         Path(json_path).write_text(json.dumps([{
             "exercise": r.name, "passed": r.passed, "total": r.total, "score": r.score, "points": r.points,
             "max_rel_error_gradcheck": r.worst("gradcheck"), "max_rel_error_reference": r.worst("reference"),
-            "status": _status(r), "seed": r.seed, "tests": {t: {"outcome": o, "message": m} for t, (o, m) in r.outcomes.items()},
+            "status": _status(r), "seed": r.seed,
+            "tests": {t: {"outcome": o, "message": m} for t, (o, m) in r.outcomes.items()},
         } for r in results], indent=2) + "\n", encoding="utf-8")
     return 0 if all(r.passed == r.total and r.total for r in results) else 1
 

@@ -14,7 +14,7 @@ minigru that lacks the solutions. The hidden call draws new inputs from a seed
 chosen at grading time and computes the reference numbers with the *installed*
 minigru: when nbgrader autogrades, the instructor's. Kernels the exercise does
 not ask for (a given forward pass, say) come from the installed minigru too.
-A failure raises AssertionError listing every failing case with the message of
+A failure raises :class:`CheckFailed` (an AssertionError) listing every failing case with the message of
 the plain grader (which tensor, how far off, the worst element).
 """
 from __future__ import annotations
@@ -22,13 +22,30 @@ from __future__ import annotations
 import importlib
 import itertools
 import secrets
+import textwrap
 import types
 
 import numpy as np
 
 from .exercises import select
 
-__all__ = ["check", "parametrizations"]
+__all__ = ["check", "parametrizations", "CheckFailed"]
+
+WIDTH = 100
+"""Failure messages are wrapped to this many characters: notebook and feedback pages cut longer lines."""
+
+
+class CheckFailed(AssertionError):
+    """A grading check that failed. Jupyter shows its message alone: the traceback would lead into the
+    grading code, which tells a student nothing (IPython calls ``_render_traceback_`` when it exists)."""
+
+    def _render_traceback_(self) -> list[str]:
+        lines = str(self).splitlines() or [""]
+        return [f"{type(self).__name__}: {lines[0]}"] + lines[1:]
+
+
+def _wrapped(message: str) -> str:
+    return "\n".join(textwrap.fill(line, WIDTH, subsequent_indent="    ") for line in message.splitlines())
 
 
 def parametrizations(test) -> list[dict]:
@@ -49,9 +66,9 @@ def _student_functional(exercise, namespace, reference):
     for _, name in exercise.functions:
         function = namespace.get(name)
         if not callable(function):
-            raise AssertionError(f"{name} is not defined: run the cell that defines it first")
+            raise CheckFailed(f"{name} is not defined: run the cell that defines it first")
         if getattr(function, "__module__", None) != namespace.get("__name__"):
-            raise AssertionError(f"{name} must be written in this notebook (it comes from {function.__module__})")
+            raise CheckFailed(f"{name} must be written in this notebook (it comes from {function.__module__})")
         setattr(student, name, function)
     return student
 
@@ -66,7 +83,7 @@ def _reference_numbers(module, minigru, seed) -> dict:
 
 
 def check(exercise: str, test: str, namespace: dict, examples=None, seed: int | None = None) -> None:
-    """Run grading test ``test`` of ``exercise`` on the notebook's kernels; AssertionError if any case fails.
+    """Run grading test ``test`` of ``exercise`` on the notebook's kernels; CheckFailed if any case fails.
 
     ``examples``: an .npz of inputs and reference numbers. Without it, inputs are drawn from ``seed``
     (None: a secret one, drawn now) and the installed minigru computes the reference numbers."""
@@ -97,6 +114,8 @@ def check(exercise: str, test: str, namespace: dict, examples=None, seed: int | 
             failures.append(str(failed.msg if hasattr(failed, "msg") else failed))
         except Exception as err:  # the student's code raised: report it like the plain grader does
             failures.append(f"[{label}] {type(err).__name__}: {err}")
+    inputs = "the example inputs" if examples is not None else "new inputs drawn at grading time (hidden tests)"
     if failures:
-        raise AssertionError(f"{test}: {len(failures)} of {len(cases)} case(s) failed\n" + "\n".join(failures))
-    print(f"{test}: all {len(cases)} case(s) passed")
+        raise CheckFailed("\n".join(_wrapped(line) for line in
+                                    [f"{test}: {len(failures)} of {len(cases)} case(s) failed on {inputs}"] + failures))
+    print(f"{test}: all {len(cases)} case(s) passed on {inputs}")
