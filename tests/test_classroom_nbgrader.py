@@ -164,3 +164,30 @@ def test_notebook_checks_pass_a_solution_and_explain_a_wrong_one(tmp_path, monke
     borrowed = dict(namespace, maxpool2d_backward=minigru.functional.maxpool2d_backward)
     with pytest.raises(CheckFailed, match="must be written in this notebook"):
         check("pool", tests[0], borrowed, examples="pool_examples.npz")
+
+
+STUDENT_RUN = '''
+import json, sys
+from minigru.classroom.notebook_checks import check
+namespace = {"__name__": "__main__"}
+for cell in json.load(open("pool.ipynb"))["cells"]:
+    if cell["cell_type"] == "code" and not cell["metadata"].get("nbgrader", {}).get("grade"):
+        exec("".join(cell["source"]), namespace)
+check("pool", "test_maxpool2d_backward_reference", namespace, examples="pool_examples.npz")
+import minigru; print(minigru.__file__)
+check("pool", "test_maxpool2d_backward_reference", namespace, seed=None)
+'''
+
+
+def test_students_check_with_a_copy_of_minigru_that_has_no_solutions(tmp_path):
+    # the visible checks need only the .npz; the hidden ones say that they need the instructor's minigru
+    make_assignment(tmp_path / "library", "pool", project_dir=tmp_path)
+    make_assignment(tmp_path / "course", "pool", project_dir=tmp_path, fmt="nbgrader", name="hw")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "library"))
+    done = subprocess.run([sys.executable, "-c", STUDENT_RUN], cwd=tmp_path / "course/source/hw", env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    passed, where = done.stdout.splitlines()
+    assert passed == "test_maxpool2d_backward_reference: all 3 case(s) passed on the example inputs"
+    assert Path(where).resolve() == (tmp_path / "library/minigru/__init__.py").resolve()
+    assert "RuntimeError: the hidden tests need the instructor's minigru" in done.stderr
