@@ -191,3 +191,24 @@ def test_students_check_with_a_copy_of_minigru_that_has_no_solutions(tmp_path):
     assert passed == "test_maxpool2d_backward_reference: all 3 case(s) passed on the example inputs"
     assert Path(where).resolve() == (tmp_path / "library/minigru/__init__.py").resolve()
     assert "RuntimeError: the hidden tests need the instructor's minigru" in done.stderr
+
+
+def test_nbgrader_format_options_are_checked(tmp_path, capsys):
+    from minigru.classroom.__main__ import main
+    course = tmp_path / "course"
+    assert main(["make-assignment", "--out", str(tmp_path / "plain"), "--only", "pool", "--name", "hw"]) == 2
+    assert "--name is the nbgrader assignment's name" in capsys.readouterr().err
+    assert main(["make-assignment", "--format", "nbgrader", "--out", str(course), "--only", "pool",
+                 "--name", "../elsewhere"]) == 2
+    assert "invalid assignment name '../elsewhere'" in capsys.readouterr().err
+    assert not course.exists() and not (tmp_path / "plain").exists()
+    assert main(["make-assignment", "--format", "nbgrader", "--out", str(course), "--only", "pool,softmax"]) == 0
+    assert sorted(p.name for p in (course / "source/pool-softmax").iterdir()) == [
+        "pool.ipynb", "pool_examples.npz", "softmax.ipynb", "softmax_examples.npz"]
+    assert main(["make-assignment", "--format", "nbgrader", "--out", str(course), "--only", "pool",
+                 "--name", "pool-softmax"]) == 2
+    assert "is not empty; pass --force" in capsys.readouterr().err
+    (course / "nbgrader_config.py").write_text("c = get_config()  # the teacher's own\n")
+    assert main(["make-assignment", "--format", "nbgrader", "--out", str(course), "--only", "pool",
+                 "--name", "pool-softmax", "--force"]) == 0
+    assert (course / "nbgrader_config.py").read_text() == "c = get_config()  # the teacher's own\n"

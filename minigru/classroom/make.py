@@ -122,7 +122,7 @@ def write_grading(grading_dir, exercises, assigned, references, extra=None) -> N
     (grading_dir / "assignment.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
 
 
-def _check_output_dir(out: Path, library: Path, force: bool) -> None:
+def _check_output_dir(out: Path, library: Path, force: bool, written=", ".join(GENERATED)) -> None:
     if out == library or out in library.parents or library in out.parents:
         raise ValueError(f"refusing to write the assignment into {out}: it overlaps the library it is made "
                          f"from ({library}); choose a folder that neither holds it nor lies inside it")
@@ -130,7 +130,7 @@ def _check_output_dir(out: Path, library: Path, force: bool) -> None:
         raise NotADirectoryError(f"{out} exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not force:
         raise FileExistsError(f"{out} is not empty; pass --force to replace what make-assignment writes there "
-                              f"({', '.join(GENERATED)})")
+                              f"({written})")
 
 
 def _inside(out: Path, path: Path) -> Path:
@@ -235,7 +235,7 @@ def _make_nbgrader(course: Path, chosen, name: str, force: bool, library: Path, 
     if not name or Path(name).name != name or name.startswith("."):
         raise ValueError(f"invalid assignment name {name!r}: use a plain folder name such as hw1")
     target = course / "source" / name
-    _check_output_dir(target, library, force)
+    _check_output_dir(target, library, force, "<exercise>.ipynb, <exercise>_examples.npz and the tutorials")
     require_pytest("make-assignment --format nbgrader")
     scan = scan_package(library)
     for exercise in chosen:
