@@ -2,7 +2,8 @@
 
 generate_assignment -> a solved, an unsolved and a cheating submission in submitted/ -> autograde ->
 the scores in nbgrader's gradebook -> generate_feedback. nbgrader runs as its command line, in subprocesses, and
-executes the notebooks in Jupyter kernels that import this minigru (about 30 s in all).
+executes the notebooks in Jupyter kernels that import this minigru (about 30 s; marked slow). The other
+tests check the notebooks' pieces in-process.
 """
 import json
 import os
@@ -12,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minigru
 from minigru.classroom.exercises import select
@@ -19,9 +22,6 @@ from minigru.classroom.make import make_assignment
 from minigru.classroom.markers import find_regions
 from minigru.classroom.notebook_checks import parametrizations
 
-nbgrader_api = pytest.importorskip("nbgrader.api", reason="nbgrader is in the classroom extra")
-
-pytestmark = pytest.mark.slow
 REPOSITORY = Path(minigru.__file__).resolve().parent.parent
 
 
@@ -70,7 +70,9 @@ def _submit(course, student, solved):
     shutil.copyfile(course / "release/hw1/pool_examples.npz", folder / "pool_examples.npz")
 
 
+@pytest.mark.slow
 def test_nbgrader_round_trip_gives_full_and_zero_scores_and_feedback(tmp_path):
+    nbgrader_api = pytest.importorskip("nbgrader.api", reason="nbgrader is in the classroom extra")
     course = tmp_path / "course"
     made = make_assignment(course, "pool", project_dir=tmp_path, fmt="nbgrader", name="hw1")
     assert made.notebooks == {"pool": ["pool.ipynb", "pool_examples.npz"]}
@@ -119,7 +121,7 @@ def test_parametrizations_expand_every_case():
 
 
 def test_the_tutorials_go_into_the_nbgrader_source_as_solution_cells(tmp_path):
-    from nbgrader.preprocessors import ClearSolutions
+    preprocessors = pytest.importorskip("nbgrader.preprocessors", reason="nbgrader is in the classroom extra")
     nbformat = pytest.importorskip("nbformat")
     made = make_assignment(tmp_path / "course", "gru", fmt="nbgrader")   # notebooks from the repository
     assert made.notebooks == {"gru": ["gru.ipynb", "gru_examples.npz", "01_gru_from_scratch.ipynb"]}
@@ -127,7 +129,7 @@ def test_the_tutorials_go_into_the_nbgrader_source_as_solution_cells(tmp_path):
     solution = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
     assert len(solution) == 2 and all("### BEGIN SOLUTION" in c.source for c in solution)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
-    released, _ = ClearSolutions().preprocess(nb, {})           # what generate_assignment does to them
+    released, _ = preprocessors.ClearSolutions().preprocess(nb, {})           # what generate_assignment does to them
     text = "".join(c.source for c in released.cells)
     assert "BEGIN SOLUTION" not in text and text.count("raise NotImplementedError()") == 2
     assert "### HINT: Name the results r, z, n, hn" in text
@@ -212,3 +214,12 @@ def test_nbgrader_format_options_are_checked(tmp_path, capsys):
     assert main(["make-assignment", "--format", "nbgrader", "--out", str(course), "--only", "pool",
                  "--name", "pool-softmax", "--force"]) == 0
     assert (course / "nbgrader_config.py").read_text() == "c = get_config()  # the teacher's own\n"
+
+
+@given(points=st.integers(1, 200), tests=st.integers(1, 12))
+def test_points_are_shared_in_whole_numbers_that_add_up(points, tests):
+    from minigru.classroom.exercises import Exercise
+    from minigru.classroom.nbgrader_format import test_points
+    shares = test_points(Exercise("x", "X", "", (), points=points), [f"test_{i}" for i in range(tests)])
+    assert len(shares) == tests and sum(shares) == points
+    assert max(shares) - min(shares) <= 1 and shares == sorted(shares, reverse=True)
