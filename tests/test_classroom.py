@@ -378,10 +378,21 @@ def test_grading_tests_refuse_an_installed_minigru(assignment):
     assert "not from the assignment folder" in done.stdout
 
 
-def test_fresh_grading_ignores_an_edited_grading_folder(student_copy):
+def test_instructor_grading_ignores_an_edited_grading_folder(student_copy):
     (student_copy / "grading/test_pool.py").write_text("EXERCISE = 'pool'\n\ndef test_free_points():\n    pass\n")
     assert _grade(student_copy, "pool")["pool"].passed == 1
-    assert classroom_main(["grade", str(student_copy), "pool", "--fresh", "-q"]) == 1
+    assert classroom_main(["grade", str(student_copy), "pool", "-q"]) == 1
+
+
+def test_make_assignment_without_pytest_names_the_classroom_extra(tmp_path):
+    # None in sys.modules makes `import pytest` raise ImportError, as when pytest is not installed
+    code = ("import sys; sys.modules['pytest'] = None\n"
+            "from minigru.classroom.__main__ import main\n"
+            f"sys.exit(main(['make-assignment', '--out', {str(tmp_path / 'hw')!r}, '--only', 'pool']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: make-assignment needs pytest") and "minigru[classroom]" in done.stderr
+    assert not (tmp_path / "hw").exists()
 
 
 def test_only_and_output_folder_rules(tmp_path, capsys):
@@ -415,3 +426,17 @@ def test_list_command_shows_every_exercise(capsys):
     for exercise in EXERCISES:
         assert printed.count(f"\n{exercise.name} ") + printed.startswith(exercise.name + " ") == 1
     assert "minigru/functional/gru.py:" in printed and "Problems" not in printed
+
+
+
+def test_a_reference_layer_of_the_student_copy_runs_the_students_step_kernels(assignment):
+    out, _ = assignment
+    readme = (out / "README.md").read_text()
+    assert 'a layer built with\n  `nn.GRU(..., kernel="reference")`\n' in readme and "nn.LSTM(" not in readme
+    code = ("import numpy as np\nfrom minigru import nn\n"
+            "print(nn.GRU(2, 3, dtype=np.float64)(np.ones((4, 1, 2)))[0].shape)\n"
+            "nn.GRU(2, 3, kernel='reference', dtype=np.float64)(np.ones((4, 1, 2)))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=out, env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout == "(4, 1, 3)\n"                   # the fused kernel is the library's
+    assert done.stderr.splitlines()[-1].startswith("NotImplementedError: Exercise gru (gru_step_forward): ")

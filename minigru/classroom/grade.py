@@ -43,6 +43,7 @@ class ExerciseResult:
     imported_from: str | None = None
     error: str | None = None                        # why the run did not finish, if it did not
     output: str = ""
+    seed: int | None = None                         # seed of the inputs, when the instructor drew them
 
     @property
     def total(self) -> int:
@@ -187,6 +188,10 @@ def format_report(results, root=None, details=True) -> str:
     if root is not None:
         where = next((r.imported_from for r in results if r.imported_from), None)
         lines.append(f"Grading {root}" + (f"  (minigru imported from {where})" if where else ""))
+        seed = next((r.seed for r in results if r.seed is not None), None)
+        if seed is not None:
+            lines.append(f"Hidden tests: inputs drawn from seed {seed}, reference numbers from the instructor's "
+                         "minigru (grade again with --seed to reproduce)")
         lines.append("")
     header = f"{'exercise':<11} {'tests':>7} {'points':>13}   {'grad check':>10}   {'vs reference':>12}   status"
     lines += [header, "-" * len(header)]
@@ -266,7 +271,8 @@ def report(results, root, quiet=False, verbose=False, json_path=None) -> int:
         Path(json_path).write_text(json.dumps([{
             "exercise": r.name, "passed": r.passed, "total": r.total, "score": r.score, "points": r.points,
             "max_rel_error_gradcheck": r.worst("gradcheck"), "max_rel_error_reference": r.worst("reference"),
-            "status": _status(r), "tests": {t: {"outcome": o, "message": m} for t, (o, m) in r.outcomes.items()},
+            "status": _status(r), "seed": r.seed,
+            "tests": {t: {"outcome": o, "message": m} for t, (o, m) in r.outcomes.items()},
         } for r in results], indent=2) + "\n", encoding="utf-8")
     return 0 if all(r.passed == r.total and r.total for r in results) else 1
 

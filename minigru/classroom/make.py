@@ -26,9 +26,11 @@ import numpy as np
 
 from .exercises import EXERCISES, exercise_notebooks, exercise_regions, scan_package, select
 from .markers import read_notebook, strip_notebook, strip_source, write_notebook
+from .nbgrader_format import write_nbgrader_source
 from .readme import student_pyproject, student_readme
 
-__all__ = ["make_assignment", "write_grading", "make_references", "library_dir", "Assignment", "GENERATED"]
+__all__ = ["make_assignment", "write_grading", "make_references", "library_dir", "Assignment", "GENERATED",
+           "CLASSROOM_EXTRA", "require_pytest", "FORMATS"]
 
 GENERATED = ("README.md", "grade.py", "pyproject.toml", "minigru", "notebooks", "grading", "docs/derivations.md")
 """What make-assignment writes in the output folder (and what ``force`` replaces); nothing else is touched."""
@@ -65,19 +67,29 @@ def _grading_source(name: str) -> Path:
     return Path(importlib.import_module("minigru.classroom.grading").__file__).parent / f"{name}.py"
 
 
-def make_references(exercises) -> dict:
-    """``{exercise name: {key: array}}``: every exercise's reference numbers, from the solution library."""
+CLASSROOM_EXTRA = 'pip install "minigru[classroom]" (or, in a clone, pip install -e ".[classroom]")'
+"""How to install what make-assignment and the instructor's grading need (pytest, nbgrader)."""
+
+
+def require_pytest(what: str) -> None:
+    """RuntimeError naming the ``classroom`` extra when pytest, which the grading tests are written for, is missing."""
     try:
         importlib.import_module("pytest")
     except ImportError as err:
-        raise RuntimeError("make-assignment needs pytest (the grading tests are pytest files): "
-                           "pip install pytest") from err
+        raise RuntimeError(f"{what} needs pytest (the grading tests are pytest files), which the classroom extra "
+                           f"installs: {CLASSROOM_EXTRA}") from err
+
+
+def make_references(exercises, seed: int = 0) -> dict:
+    """``{exercise name: {key: array}}``: every exercise's inputs, drawn from ``seed``, and the reference
+    numbers the solution library (the imported minigru, never a student's copy) computes from them."""
+    require_pytest("make-assignment")
     functional = importlib.import_module("minigru.functional")
     references = {}
     for exercise in exercises:
         module = importlib.import_module(f"minigru.classroom.grading.{exercise.grading_module}")
         try:
-            references[exercise.name] = module.make_reference(functional)
+            references[exercise.name] = module.make_reference(functional, seed=seed)
         except NotImplementedError as err:
             raise RuntimeError(f"the library at {library_dir()} has no solution for exercise {exercise.name} "
                                f"({err}): make assignments from the instructor's copy, which has the "
@@ -110,7 +122,7 @@ def write_grading(grading_dir, exercises, assigned, references, extra=None) -> N
     (grading_dir / "assignment.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
 
 
-def _check_output_dir(out: Path, library: Path, force: bool) -> None:
+def _check_output_dir(out: Path, library: Path, force: bool, written=", ".join(GENERATED)) -> None:
     if out == library or out in library.parents or library in out.parents:
         raise ValueError(f"refusing to write the assignment into {out}: it overlaps the library it is made "
                          f"from ({library}); choose a folder that neither holds it nor lies inside it")
@@ -118,7 +130,7 @@ def _check_output_dir(out: Path, library: Path, force: bool) -> None:
         raise NotADirectoryError(f"{out} exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not force:
         raise FileExistsError(f"{out} is not empty; pass --force to replace what make-assignment writes there "
-                              f"({', '.join(GENERATED)})")
+                              f"({written})")
 
 
 def _inside(out: Path, path: Path) -> Path:
@@ -138,17 +150,32 @@ def _clear_generated(out: Path) -> None:
             shutil.rmtree(_inside(out, path))
 
 
-def make_assignment(out, only=None, force=False, project_dir=None, log=None) -> Assignment:
+FORMATS = ("plain", "nbgrader")
+
+
+def make_assignment(out, only=None, force=False, project_dir=None, log=None, fmt="plain",
+                    name=None) -> Assignment:
     """Write an assignment for the exercises ``only`` (names or "a,b"; all if None) into ``out``.
 
-    ``project_dir`` is where ``notebooks/`` are looked for (default: the
-    folder holding the minigru package). Raises ValueError for unknown
-    exercises or a missing region, MarkerError for malformed markers,
-    FileExistsError when ``out`` is not empty and ``force`` is False.
+    ``fmt`` "plain": ``out`` becomes the student copy described above.
+    ``fmt`` "nbgrader": ``out`` is an nbgrader course folder and the notebooks
+    go to ``out/source/<name>/`` (:mod:`.nbgrader_format`; ``name`` defaults to
+    the exercise names joined by "-"). ``project_dir`` is where ``notebooks/``
+    are looked for (default: the folder holding the minigru package). Raises
+    ValueError for unknown exercises or a missing region, MarkerError for
+    malformed markers, FileExistsError when the target is not empty and
+    ``force`` is False.
     """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     chosen = select(only)
     library = library_dir()
     project = Path(project_dir).resolve() if project_dir is not None else library.parent
+    if fmt == "nbgrader":
+        return _make_nbgrader(Path(out).resolve(), chosen, name or "-".join(e.name for e in chosen), force,
+                              library, project, log)
+    if name is not None:
+        raise ValueError("--name is the nbgrader assignment's name: use it with --format nbgrader")
     out = Path(out).resolve()
     _check_output_dir(out, library, force)
 
@@ -200,4 +227,28 @@ def make_assignment(out, only=None, force=False, project_dir=None, log=None) -> 
     _inside(out, out / "README.md").write_text(student_readme(assignment, derivations.exists()), encoding="utf-8")
     if log:
         log(assignment.summary())
+    return assignment
+
+
+def _make_nbgrader(course: Path, chosen, name: str, force: bool, library: Path, project: Path, log) -> Assignment:
+    """``make_assignment(fmt="nbgrader")``: write ``course/source/<name>/``."""
+    if not name or Path(name).name != name or name.startswith("."):
+        raise ValueError(f"invalid assignment name {name!r}: use a plain folder name such as hw1")
+    target = course / "source" / name
+    _check_output_dir(target, library, force, "<exercise>.ipynb, <exercise>_examples.npz and the tutorials")
+    require_pytest("make-assignment --format nbgrader")
+    scan = scan_package(library)
+    for exercise in chosen:
+        _, missing = exercise_regions(exercise, scan)
+        if missing:
+            raise ValueError(f"exercise {exercise.name} cannot be made: " + "; ".join(missing))
+    notebooks = {e.name: exercise_notebooks(e, project) for e in chosen}
+    written = write_nbgrader_source(_inside(course, target), chosen, scan, notebooks, make_references(chosen))
+    assignment = Assignment(target, chosen, notebooks=written)
+    if log:
+        lines = [f"Wrote the nbgrader assignment {name} to {target}"]
+        for e in chosen:
+            lines.append(f"  {e.name} ({e.points} points): {e.title}: " + ", ".join(written[e.name]))
+        lines.append(f"Next, in {course}: nbgrader generate_assignment {name}   (see docs/classroom.md)")
+        log("\n".join(lines))
     return assignment

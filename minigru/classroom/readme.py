@@ -35,6 +35,20 @@ def _exercise_section(assignment, exercise) -> str:
             f"{exercise.summary}\n\n{places}{extra}\n")
 
 
+LAYERS = {"gru": "nn.GRU", "lstm": "nn.LSTM", "rnn": "nn.RNN"}
+"""The layers that can run on an exercise's step kernels (``kernel="reference"``)."""
+
+
+def _training_note(assignment) -> str:
+    """How to train a layer on the student's step kernels, for the recurrent exercises assigned."""
+    layers = [f'`{LAYERS[e.name]}(..., kernel="reference")`' for e in assignment.exercises if e.name in LAYERS]
+    if not layers:
+        return ""
+    return ("\n  By default the layers run on the library's fast sequence kernels; a layer built with\n  "
+            + " or ".join(layers) + "\n  runs its sequences as a loop over your step kernels, so once the tests "
+            "pass your code\n  can train a real network.")
+
+
 def student_readme(assignment, has_derivations: bool) -> str:
     """README.md of an assignment folder: what to implement, how to grade it, the rules."""
     total = sum(e.points for e in assignment.exercises)
@@ -78,6 +92,10 @@ columns:
   instructor's solution (must be <= 1e-7). A good grad check with a bad
   reference error means the forward pass itself is wrong.
 
+Your grade comes from the same tests run by your instructor on new inputs,
+drawn when they grade, against their own solution: code that is right for the
+examples in `grading/reference/` only scores nothing there.
+
 Below the table, every checked tensor is listed with its error, and each failed
 test with its message (which tensor, how far off, the worst element, or the
 expected shape). Points are shared equally among an exercise's tests.
@@ -85,12 +103,11 @@ expected shape). Points are shared equally among an exercise's tests.
 ## Rules
 
 - Change only the code at the gaps; keep function names, arguments and return values.
-- Do not edit `grading/`: your instructor grades with their own copy of it.
+- Editing `grading/` changes nothing but your own check: your instructor grades with their own tests.
 - Keep the package importable: a syntax error in any file makes every test fail.
 - Use the array module the kernel already has (`xp`), not `numpy` directly, and
   allocate with `dtype=x.dtype`: the tests run in float64.
-- Exercises assigned together: {names}. The rest of the library works as usual, so
-  you can train a model with your kernels once the tests pass.
+- Exercises assigned together: {names}. The rest of the library works as usual.{_training_note(assignment)}
 
 ## Using this copy
 
