@@ -17,19 +17,23 @@ Importing this package needs only NumPy; pooch (downloads), Pillow
 """
 from .affine import (RandomAffine, RandomRotation, RandomShear, RandomShift, RandomZoom, affine_matrices,
                      warp_affine)
+from .augment import AUGMENTATIONS, augmentation
 from .base import ClassificationData, DatasetError, DatasetNotFoundError, UnsafeDataError, data_root
 from .cifar import CIFAR10_CLASSES, CIFAR10_MD5, CIFAR10_URL, load_cifar10
 from .image_folder import ImageFolder
 from .loader import DataLoader, Subset, random_split, train_val_split
 from .synthetic import SHAPE_NAMES, make_moving_shapes, make_shapes
 from .transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat, Transform
+from .tta import TTA_CHOICES, HorizontalFlip, Identity, Translate, tta_views
 
 __all__ = [
     "load_cifar10", "ClassificationData", "CIFAR10_URL", "CIFAR10_MD5", "CIFAR10_CLASSES", "data_root",
     "DatasetError", "DatasetNotFoundError", "UnsafeDataError",
     "ImageFolder",
     "Transform", "Compose", "ToFloat", "Normalize", "RandomHorizontalFlip", "RandomCrop",
+    "AUGMENTATIONS", "augmentation",
     "RandomAffine", "RandomRotation", "RandomShift", "RandomShear", "RandomZoom", "affine_matrices", "warp_affine",
+    "Identity", "HorizontalFlip", "Translate", "tta_views", "TTA_CHOICES",
     "DataLoader", "Subset", "random_split", "train_val_split",
     "make_shapes", "make_moving_shapes", "SHAPE_NAMES",
 ]

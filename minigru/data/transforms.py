@@ -117,7 +117,7 @@ class Compose(Transform):
     def accepts_uint8(self):
         return bool(self.transforms) and getattr(self.transforms[0], "accepts_uint8", False)
 
-    def __call__(self, batch, rng):
+    def __call__(self, batch, rng=None):
         for t in self.transforms:
             batch = t(batch, rng)
         return batch

@@ -16,10 +16,6 @@ ConvGRU's state at step t has seen nothing later. Train it on
 """
 from __future__ import annotations
 
-import time
-
-import numpy as np
-
 from .. import backend
 from ..functional import sigmoid
 from ..nn import BCEWithLogitsLoss, Conv2d, ConvGRU, Module, MSELoss, ReLU, Sigmoid, no_grad
@@ -114,11 +110,19 @@ def fit_next_frame(model, videos, *, epochs=1, batch_size=8, lr=3e-3, loss="bce"
 
     ``loss``: ``"bce"`` (BCEWithLogitsLoss; the model must have ``logits=True``) or ``"mse"``
     (MSELoss on the model's outputs, sigmoid probabilities by default). ``optimizer``: any
-    minigru optimizer (default Adam(lr)). The batches are shuffled with ``seed``.
+    minigru optimizer (default Adam(lr)). The batches are shuffled with ``seed``; ``verbose``
+    prints one line per epoch.
 
-    Returns a dict with ``"batch_loss"`` (every batch's loss), ``"epoch_loss"`` (their mean per
-    epoch) and ``"seconds"`` (wall time per epoch).
+    The loop is :class:`minigru.train.Trainer`'s, without classification metrics
+    (``metrics=None``): a DataLoader yields ``next_frame_pairs`` of the videos, the
+    Trainer does forward, loss, backward and step. Returns a dict with
+    ``"batch_loss"`` (every batch's loss), ``"epoch_loss"`` (their mean per epoch, weighted
+    by batch size), ``"seconds"`` (wall time per epoch) and ``"trainer"`` (to go on training
+    or to save a checkpoint).
     """
+    from ..data import DataLoader  # noqa: PLC0415  (models do not depend on data and train at import)
+    from ..train import Trainer  # noqa: PLC0415
+
     if loss not in ("bce", "mse"):
         raise ValueError(f"fit_next_frame: loss must be 'bce' or 'mse', got {loss!r}")
     if loss == "bce" and not getattr(model, "logits", False):
@@ -127,28 +131,20 @@ def fit_next_frame(model, videos, *, epochs=1, batch_size=8, lr=3e-3, loss="bce"
     criterion = BCEWithLogitsLoss() if loss == "bce" else MSELoss()
     optimizer = optimizer or Adam(model.parameters(), lr=lr)
     dtype = next(model.parameters()).dtype
-    rng = np.random.default_rng(seed)
     videos = backend.to_numpy(videos)       # batches are gathered on the host, then moved to the model's backend
     if videos.ndim != 5:
         raise ValueError(f"fit_next_frame: videos must have shape (N, T, C, H, W), got {tuple(videos.shape)}")
-    count = videos.shape[0]
     batch_size = positive_int("fit_next_frame", "batch_size", batch_size)
-    history = {"batch_loss": [], "epoch_loss": [], "seconds": []}
-    model.train()
-    for epoch in range(epochs):
-        start, losses = time.perf_counter(), []
-        order = rng.permutation(count)
-        for first in range(0, count, batch_size):
-            batch = videos[order[first:first + batch_size]]
-            inputs, targets = next_frame_pairs(backend.to_backend(batch, model.backend, dtype=dtype))
-            optimizer.zero_grad()
-            value = criterion(model(inputs), targets)
-            model.backward(criterion.backward())
-            optimizer.step()
-            losses.append(float(value))
-        history["batch_loss"] += losses
-        history["epoch_loss"].append(float(np.mean(losses)))
-        history["seconds"].append(time.perf_counter() - start)
-        if verbose:
-            print(f"epoch {epoch + 1}: loss {history['epoch_loss'][-1]:.4f} ({history['seconds'][-1]:.1f} s)")
-    return history
+    loader = DataLoader(next_frame_pairs(videos), batch_size=batch_size, shuffle=True, seed=seed, dtype=dtype,
+                        backend=model.backend)
+    batch_losses = []
+
+    def report(trainer, record):
+        print(f"epoch {record['epoch']}: loss {record['train_loss']:.4f} ({record['seconds']:.1f} s)")
+
+    trainer = Trainer(model, optimizer, criterion, metrics=None, progress=False,
+                      on_epoch_end=report if verbose else None,
+                      on_batch_end=lambda trainer, value: batch_losses.append(value))
+    history = trainer.fit(loader, epochs)
+    return {"batch_loss": batch_losses, "epoch_loss": list(history.train_loss), "seconds": list(history.seconds),
+            "trainer": trainer}

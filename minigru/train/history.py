@@ -12,32 +12,46 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 
 from .._plotting import finish_figure, new_figure
 
 __all__ = ["History", "plot_history"]
 
 FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+_METRIC_FIELD = re.compile(r"(train|val)_[a-z][a-z0-9_]*")
 
 
 class History:
     """Per-epoch metrics as parallel lists: ``epoch``, ``train_loss``, ``train_accuracy``,
-    ``val_loss``, ``val_accuracy``, ``lr`` (of the first parameter group, at the start of the
-    epoch) and ``seconds`` (wall time of the epoch, validation included)."""
-
-    fields = FIELDS
+    ``val_loss``, ``val_accuracy`` (None for a model that is not a classifier), ``lr`` (of the
+    first parameter group, at the start of the epoch) and ``seconds`` (wall time of the epoch,
+    validation included), and a ``train_<name>``/``val_<name>`` pair for each further metric
+    of the Trainer's metrics hook (:mod:`minigru.train.metric_hooks`), added when first recorded.
+    """
 
     def __init__(self):
+        self.fields = list(FIELDS)
         for name in FIELDS:
             setattr(self, name, [])
 
     def append(self, **record) -> dict:
-        """Add one epoch; missing fields become None, unknown ones raise. Returns the full record."""
-        unknown = set(record) - set(FIELDS)
-        if unknown:
-            raise ValueError(f"unknown History field(s) {sorted(unknown)}; the fields are {FIELDS}")
-        full = {name: _plain_number(record.get(name)) for name in FIELDS}
-        for name in FIELDS:
+        """Add one epoch; missing fields become None. Returns the full record.
+
+        Names other than :data:`FIELDS` must look like ``train_<metric>`` or
+        ``val_<metric>``: they start a new column (None for the earlier epochs);
+        anything else raises (a typo would otherwise start a column of its own).
+        """
+        unknown = [name for name in record if name not in self.fields]
+        wrong = [name for name in unknown if not _METRIC_FIELD.fullmatch(name)]
+        if wrong:
+            raise ValueError(f"unknown History field(s) {sorted(wrong)}; the fields are {tuple(self.fields)} and "
+                             "train_<metric> / val_<metric>")
+        for name in unknown:
+            self.fields.append(name)
+            setattr(self, name, [None] * len(self))
+        full = {name: _plain_number(record.get(name)) for name in self.fields}
+        for name in self.fields:
             getattr(self, name).append(full[name])
         return full
 
@@ -46,7 +60,7 @@ class History:
 
     def __getitem__(self, i) -> dict:
         """The record (a dict) of the ``i``-th stored epoch."""
-        return {name: getattr(self, name)[i] for name in FIELDS}
+        return {name: getattr(self, name)[i] for name in self.fields}
 
     def records(self) -> list[dict]:
         """One dict per epoch."""
@@ -62,17 +76,18 @@ class History:
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
-        return {name: list(getattr(self, name)) for name in FIELDS}
+        return {name: list(getattr(self, name)) for name in self.fields}
 
     @classmethod
     def from_dict(cls, data: dict) -> "History":
         history = cls()
-        lengths = {len(data.get(name, [])) for name in FIELDS if name in data}
+        names = [name for name in data if name in FIELDS or _METRIC_FIELD.fullmatch(name)]
+        lengths = {len(data[name]) for name in names}
         if len(lengths) > 1:
             raise ValueError(f"History lists have different lengths: {sorted(lengths)}")
         n = lengths.pop() if lengths else 0
         for i in range(n):
-            history.append(**{name: data[name][i] for name in FIELDS if name in data})
+            history.append(**{name: data[name][i] for name in names})
         return history
 
     def to_json(self, path=None) -> str:
@@ -134,7 +149,8 @@ def plot_history(history: History, path=None, title: str | None = None):
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:  # no accuracy for a model that is not a classifier
+            ax.legend()
     lr_points = [(e, v) for e, v in zip(epochs, history.lr) if v is not None]
     if lr_points:
         axes[2].plot(*zip(*lr_points), "-o", markersize=3, color="tab:green")

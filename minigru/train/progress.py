@@ -1,4 +1,4 @@
-"""Progress display for training: a tqdm bar per epoch (a widget in Jupyter), or one line per epoch.
+"""Progress display for training and evaluation: a tqdm bar per pass (a widget in Jupyter), or one line.
 
 tqdm is imported only when a bar is actually shown. ``enabled=True`` takes it
 from ``tqdm.auto``, so that notebooks get a widget and terminals a text bar;
@@ -24,7 +24,8 @@ def _load_tqdm(text_only: bool):
 
 
 class EpochProgress:
-    """Shows the batches of one epoch: ``update(loss)`` after each batch, ``close(summary)`` at the end."""
+    """Shows the batches of one pass (an epoch, an evaluation): ``update(loss)`` after each batch,
+    ``close(summary)`` at the end."""
 
     def __init__(self, enabled, total: int | None, description: str):
         if enabled not in (True, False, "text"):
@@ -39,13 +40,18 @@ class EpochProgress:
             if tqdm is not None:
                 self._bar = tqdm(total=total, desc=description, unit="batch", leave=True, dynamic_ncols=True)
 
-    def update(self, loss: float) -> None:
-        """One more batch done, with its loss (the bar shows the epoch's running mean)."""
-        self._loss_sum += loss
-        self._batches += 1
-        if self._bar is not None:
+    def update(self, loss: float | None = None) -> None:
+        """One more batch done, with its loss if given (the bar shows the running mean of the losses).
+
+        Evaluation passes no loss: reading it would copy a number to the host after every batch.
+        """
+        if self._bar is None:
+            return
+        if loss is not None:
+            self._loss_sum += loss
+            self._batches += 1
             self._bar.set_postfix_str(f"loss {self._loss_sum / self._batches:.4f}", refresh=False)
-            self._bar.update(1)
+        self._bar.update(1)
 
     def close(self, summary: str = "") -> None:
         """End the epoch; ``summary`` replaces the running loss on the bar (or is printed)."""

@@ -5,16 +5,18 @@ One training step (see :meth:`Trainer.train_step`) is the whole algorithm::
     model.train()
     optimizer.zero_grad()                 # forget the last batch's gradients
     logits = model(x)                     # forward: class scores (N, K)
-    loss = loss_fn(logits, y)             # mean cross-entropy of the batch
+    loss = loss_fn(logits, y)             # mean loss of the batch (cross-entropy for a classifier)
     dlogits = loss_fn.backward()          # dL/dlogits (N, K)
     model.backward(dlogits)               # every layer adds dL/dw into w.grad
     clip_grad_norm_(params, max_norm)     # optional
     optimizer.step()                      # w <- w - update
     scheduler.step()                      # per batch (OneCycleLR) or per epoch
 
-The Trainer adds what a real run needs around it: epoch averages, validation
-under ``no_grad``, a History, progress bars, a clear stop on a NaN loss,
-checkpoints, and exact resumption from them.
+The Trainer adds what a real run needs around it: epoch averages, metrics
+(a hook: accuracy for classifiers, nothing or your own for other models),
+validation under ``no_grad`` with optional test-time augmentation
+(:mod:`minigru.train.evaluation`), a History, progress bars, a clear stop on
+a NaN loss, checkpoints, and exact resumption from them.
 """
 from __future__ import annotations
 
@@ -23,17 +25,16 @@ import math
 import os
 import time
 import warnings
-from typing import NamedTuple
 
 import numpy as np
 
 from .. import backend
-from ..nn.module import no_grad
 from ..optim.clip import clip_grad_norm_
 from ..optim.lr_scheduler import OneCycleLR
 from . import checkpoint as ckpt
+from .evaluation import EvalResult, batches, evaluate, summary
 from .history import History
-from .metrics import confusion_matrix, count_correct
+from .metric_hooks import resolve_metrics
 from .progress import EpochProgress
 
 __all__ = ["Trainer", "fit", "EvalResult", "NonFiniteLossError"]
@@ -43,29 +44,18 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
-class EvalResult(NamedTuple):
-    """Result of :meth:`Trainer.evaluate`: mean loss, accuracy and the confusion matrix (NumPy, rows = true)."""
-    loss: float
-    accuracy: float
-    confusion_matrix: np.ndarray
-
-
-def _batches(loader):
-    for i, batch in enumerate(loader):
-        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-            raise TypeError(f"a loader must yield (x, y) pairs; batch {i} is a {type(batch).__name__}")
-        yield batch
-
-
 class Trainer:
-    """Trains a classifier: ``Trainer(model, optimizer, loss_fn).fit(train_loader, epochs=10, val_loader=val)``.
+    """Trains a model: ``Trainer(model, optimizer, loss_fn).fit(train_loader, epochs=10, val_loader=val)``.
 
     Parameters
     ----------
-    model : Module mapping a batch ``x`` to class scores ``(N, K)``.
+    model : Module mapping a batch ``x`` to outputs (class scores ``(N, K)`` for a classifier).
     optimizer : a :mod:`minigru.optim` optimizer over the model's parameters.
-    loss_fn : called as ``loss_fn(logits, y)`` (a scalar mean loss), then
-        ``loss_fn.backward()`` returns ``dL/dlogits`` (e.g. ``nn.CrossEntropyLoss()``).
+    loss_fn : called as ``loss_fn(outputs, y)`` (a scalar mean loss), then
+        ``loss_fn.backward()`` returns ``dL/doutputs`` (e.g. ``nn.CrossEntropyLoss()``, ``nn.MSELoss()``).
+    metrics : the metrics hook (:mod:`minigru.train.metric_hooks`): ``"classification"``
+        (default: accuracy per epoch, and the confusion matrix in :meth:`evaluate`), None
+        (the loss alone, for a model that is not a classifier) or a list of ``Metric`` objects.
     scheduler : optional LR scheduler.
     scheduler_step : ``"epoch"`` or ``"batch"``: when to call ``scheduler.step()``;
         by default ``"batch"`` for OneCycleLR and ``"epoch"`` for the others.
@@ -75,13 +65,16 @@ class Trainer:
     on_epoch_end : a function ``f(trainer, record)`` or a list of them, called after
         every epoch with that epoch's History record; set ``trainer.stop_training = True``
         inside one to stop (early stopping).
-    monitor : metric that decides the "best" checkpoint: ``"val_accuracy"`` (default),
-        ``"val_loss"``, ``"train_accuracy"`` or ``"train_loss"``; without a validation
-        loader ``val_*`` falls back to ``train_*``.
+    on_batch_end : a function ``f(trainer, loss)`` or a list of them, called after every
+        training batch with its loss (a float).
+    monitor : what decides the "best" checkpoint: ``"val_loss"``, ``"train_loss"``, or
+        ``"val_<metric>"`` / ``"train_<metric>"`` for a scalar metric (``"val_accuracy"``);
+        default ``"val_accuracy"`` when accuracy is measured, else ``"val_loss"``. Without a
+        validation loader ``val_*`` falls back to ``train_*``.
     """
 
     def __init__(self, model, optimizer, loss_fn, scheduler=None, scheduler_step=None, clip_grad_norm=None,
-                 progress=True, on_epoch_end=None, monitor="val_accuracy"):
+                 progress=True, on_epoch_end=None, monitor=None, metrics="classification", on_batch_end=None):
         if scheduler_step is None:
             scheduler_step = "batch" if isinstance(scheduler, OneCycleLR) else "epoch"
         if scheduler_step not in ("epoch", "batch"):
@@ -89,18 +82,21 @@ class Trainer:
         if isinstance(scheduler, OneCycleLR) and scheduler_step == "epoch":
             warnings.warn("OneCycleLR is a per-batch schedule; with scheduler_step='epoch' its total_steps must "
                           "count epochs", stacklevel=2)
-        if monitor not in ("val_accuracy", "val_loss", "train_accuracy", "train_loss"):
-            raise ValueError(f"monitor must be one of val_accuracy, val_loss, train_accuracy, train_loss; "
-                             f"got {monitor!r}")
+        self.metrics = resolve_metrics(metrics)
+        scalars = [m.name for m in self.metrics if m.scalar]
+        if monitor is None:
+            monitor = "val_accuracy" if "accuracy" in scalars else "val_loss"
+        choices = [f"{split}_{name}" for name in ["loss"] + scalars for split in ("val", "train")]
+        if monitor not in choices:
+            raise ValueError(f"monitor must be one of {', '.join(choices)}; got {monitor!r}")
         if clip_grad_norm is not None and not clip_grad_norm > 0:
             raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
         self.model, self.optimizer, self.loss_fn, self.scheduler = model, optimizer, loss_fn, scheduler
         self.scheduler_step = scheduler_step
         self.clip_grad_norm = clip_grad_norm
         self.progress = progress
-        if on_epoch_end is None:
-            on_epoch_end = []
-        self.callbacks = list(on_epoch_end) if isinstance(on_epoch_end, (list, tuple)) else [on_epoch_end]
+        self.callbacks = _as_list(on_epoch_end)
+        self.batch_callbacks = _as_list(on_batch_end)
         self.monitor = monitor
         self.epoch = 0            # completed epochs
         self.global_step = 0      # completed optimisation steps (batches)
@@ -114,9 +110,9 @@ class Trainer:
     def train_step(self, x, y):
         """One optimisation step on the batch ``(x, y)``.
 
-        Returns ``(loss, correct)``: the batch's mean loss as a Python float
-        (the one value copied to the host per batch) and the number of correct
-        predictions as a 0-d array that stays on the device.
+        Returns ``(loss, outputs)``: the batch's mean loss as a Python float
+        (the one value copied to the host per batch) and the model's outputs,
+        which stay on the device for the metrics.
         """
         self.model.train()
         self.optimizer.zero_grad()                      # 1. gradients of the last batch are gone
@@ -124,7 +120,6 @@ class Trainer:
         loss = self.loss_fn(logits, y)                  # 3. mean loss over the batch
         loss_value = float(loss)                        #    the step's one host sync
         self._check_finite(loss_value, logits, y)       #    stop before a NaN reaches the weights
-        correct = count_correct(logits, y)              #    counted on the device, read once per epoch
         dlogits = self.loss_fn.backward()               # 4. dL/dlogits
         self.model.backward(dlogits)                    # 5. backprop: p.grad += dL/dp in every layer
         if self.clip_grad_norm is not None:             # 6. cap the gradient's length
@@ -133,7 +128,7 @@ class Trainer:
         if self.scheduler is not None and self.scheduler_step == "batch":
             self.scheduler.step()                       # 8. per-batch learning-rate schedule
         self.global_step += 1
-        return loss_value, correct
+        return loss_value, logits
 
     def _parameters(self):
         return [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -159,61 +154,49 @@ class Trainer:
             "minigru.gradcheck.check_module to verify its backward pass.")
 
     # ----------------------------------------------------------- one epoch
-    def train_epoch(self, loader, description: str = "train"):
-        """Train on every batch of ``loader`` once; returns ``(mean loss, accuracy)`` over its samples."""
+    def train_epoch(self, loader, description: str = "train") -> dict:
+        """Train on every batch of ``loader`` once; returns ``{"loss": mean loss, <metric>: value, ...}``
+        over its samples (the scalar metrics measured during training, e.g. ``"accuracy"``)."""
         bar = self._progress_bar(loader, description)
         try:
-            loss, acc = self._train_batches(loader, bar)
+            scores = self._train_batches(loader, bar)
         except BaseException:
             bar.close("stopped")
             raise
-        bar.close(f"loss {loss:.4f}, acc {acc:.4f}")
-        return loss, acc
+        bar.close(_format_scores(scores))
+        return scores
 
     def _progress_bar(self, loader, description) -> EpochProgress:
         return EpochProgress(self.progress, len(loader) if hasattr(loader, "__len__") else None, description)
 
-    def _train_batches(self, loader, bar):
-        loss_sum, samples, correct = 0.0, 0, 0
-        for batch, (x, y) in enumerate(_batches(loader)):
+    def _train_batches(self, loader, bar) -> dict:
+        loss_sum, samples = 0.0, 0
+        metrics = [m.fresh() for m in self.metrics if m.during_training and m.scalar]
+        for batch, (x, y) in enumerate(batches(loader)):
             self._position = (self.epoch + 1, batch)
-            loss_value, batch_correct = self.train_step(x, y)
+            loss_value, outputs = self.train_step(x, y)
             n = int(y.shape[0])
             loss_sum += loss_value * n                  # batch means weighted by batch size
             samples += n
-            correct = correct + batch_correct           # summed on the device: no host copy per batch
+            for metric in metrics:                      # accumulated on the device: no host copy per batch
+                metric.update(outputs, y)
             bar.update(loss_value)
+            for callback in self.batch_callbacks:
+                callback(self, loss_value)
         if samples == 0:
             raise ValueError("the training loader yielded no batches")
-        return loss_sum / samples, int(correct) / samples
+        return {"loss": loss_sum / samples, **{m.name: m.result() for m in metrics}}
 
-    def evaluate(self, loader) -> EvalResult:
-        """Mean loss, accuracy and confusion matrix of the model on ``loader``: eval mode, under ``no_grad``.
+    def evaluate(self, loader, *, tta=None, tta_weights=None, progress=False, description="evaluate") -> EvalResult:
+        """Loss and metrics of the model on ``loader``: eval mode, under ``no_grad``, mode restored after.
 
-        The model's training mode is restored afterwards.
+        ``tta``: a list of views (:mod:`minigru.data.tta`) whose outputs are averaged
+        (weighted by ``tta_weights``); with an identity view among them the score
+        without TTA is ``result.plain``, from the same pass. See
+        :func:`minigru.train.evaluation.evaluate`.
         """
-        was_training = self.model.training
-        self.model.eval()
-        loss_sum, samples, cm = 0.0, 0, None
-        try:
-            with no_grad():
-                for x, y in _batches(loader):
-                    logits = self.model(x)
-                    n = int(y.shape[0])
-                    loss_sum = loss_sum + self.loss_fn(logits, y) * n   # stays on the device
-                    samples += n
-                    # check=False: no host sync per batch; labels out of range are caught below
-                    batch_cm = confusion_matrix(y, logits, num_classes=logits.shape[1], check=False)
-                    cm = batch_cm if cm is None else cm + batch_cm
-        finally:
-            self.model.train(was_training)
-        if samples == 0:
-            raise ValueError("the evaluation loader yielded no batches")
-        cm = backend.to_numpy(cm)                       # the pass's two host syncs: cm and the loss sum
-        if int(cm.sum()) != samples:
-            raise ValueError(f"{samples - int(cm.sum())} of {samples} evaluation labels are not class indices in "
-                             f"[0, {len(cm) - 1}]")
-        return EvalResult(float(loss_sum) / samples, float(np.trace(cm)) / samples, cm)
+        return evaluate(self.model, loader, self.loss_fn, metrics=self.metrics, tta=tta, tta_weights=tta_weights,
+                        progress=progress, description=description)
 
     # ------------------------------------------------------------------ fit
     def fit(self, train_loader, epochs: int, val_loader=None, *, resume_from=None, checkpoint_dir=None,
@@ -261,21 +244,21 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         bar = self._progress_bar(train_loader, f"epoch {epoch:>{len(str(epochs))}}/{epochs}")
         try:
-            train_loss, train_acc = self._train_batches(train_loader, bar)
+            scores = self._train_batches(train_loader, bar)
             val = self.evaluate(val_loader) if val_loader is not None else None
         except BaseException:
             bar.close("stopped")
             raise
-        summary = f"loss {train_loss:.4f}, acc {train_acc:.4f}"
+        record = {f"train_{name}": value for name, value in scores.items()}
+        line = _format_scores(scores)
         if val is not None:
-            summary += f" | val loss {val.loss:.4f}, val acc {val.accuracy:.4f}"
-        bar.close(summary)
+            record.update(val_loss=val.loss, **{f"val_{k}": v for k, v in val.metrics.items() if isinstance(v, float)})
+            line += " | " + summary(val, prefix="val ")
+        bar.close(line)
         if self.scheduler is not None and self.scheduler_step == "epoch":
             self.scheduler.step()
         self.epoch = epoch
-        return self.history.append(epoch=epoch, train_loss=train_loss, train_accuracy=train_acc,
-                                   val_loss=val.loss if val else None, val_accuracy=val.accuracy if val else None,
-                                   lr=lr, seconds=time.perf_counter() - start)
+        return self.history.append(epoch=epoch, **record, lr=lr, seconds=time.perf_counter() - start)
 
     # ---------------------------------------------------------- checkpoints
     def _monitored(self, record: dict):
@@ -289,7 +272,9 @@ class Trainer:
         name, value = self._monitored(record)
         if value is None or math.isnan(value):
             return False
-        if self.best_value is not None and not (value < self.best_value if "loss" in name else value > self.best_value):
+        metric = name.split("_", 1)[1]
+        lower = metric == "loss" or not next(m.higher_is_better for m in self.metrics if m.name == metric)
+        if self.best_value is not None and not (value < self.best_value if lower else value > self.best_value):
             return False
         self.best_value = value
         return True
@@ -329,6 +314,17 @@ class Trainer:
         self.best_value = state.get("best_value")
         self.history = loaded.history if loaded.history is not None else History()
         return loaded
+
+
+def _as_list(callbacks) -> list:
+    if callbacks is None:
+        return []
+    return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+
+
+def _format_scores(scores: dict) -> str:
+    """The training figures of one epoch for the progress bar, accuracy as a percentage as in the run's lines."""
+    return summary(EvalResult(scores["loss"], {k: v for k, v in scores.items() if k != "loss"}))
 
 
 def fit(model, train_loader, epochs: int, optimizer, loss_fn=None, val_loader=None, *, resume_from=None,

@@ -13,9 +13,10 @@ import time
 
 import numpy as np
 
-from . import nn
-from .gradcheck import check_module
-from .models import CNNGRU, ConvGRUPredictor, ImageToSequence, ReNet, RowGRU, SeedCNN
+from .. import nn
+from ..gradcheck import check_module
+from ..models import CNNGRU, ConvGRUPredictor, ImageToSequence, ReNet, RowGRU, SeedCNN
+from .common import CLIError
 
 __all__ = ["cmd_gradcheck", "gradcheck_cases"]
 
@@ -143,11 +144,12 @@ def gradcheck_cases():
 
 def cmd_gradcheck(args) -> int:
     """Print one table per entry and a summary; exit status 1 if any entry fails."""
+    if not args.eps > 0 or not args.tol >= 0:
+        raise CLIError(f"--eps must be positive and --tol non-negative, got --eps {args.eps} --tol {args.tol}")
     cases = [(name, build) for name, build in gradcheck_cases()
              if args.only is None or args.only.lower() in name.lower()]
     if not cases:
-        print(f"minigru gradcheck: no entry matches --only {args.only!r}")
-        return 2
+        raise CLIError(f"no entry matches --only {args.only!r} (`minigru gradcheck` without --only lists them all)")
     started = time.perf_counter()
     failed, worst = [], 0.0
     for name, build in cases:

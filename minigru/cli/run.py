@@ -1,0 +1,189 @@
+"""A training run from its configuration: the config itself, and the objects built from it (:class:`Run`).
+
+A run is described by one JSON-able *config* (model name and arguments, data
+set and data folder, recipe, seed, normalisation statistics). It is written to
+``config.json`` and stored in every checkpoint, so ``evaluate`` and
+``--resume`` rebuild exactly the same model, data and optimiser from the
+checkpoint alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import __version__
+from ..data import Compose, DataLoader, Normalize, augmentation, train_val_split
+from ..data.augment import AUGMENTATIONS
+from ..data.tta import TTA_CHOICES
+from ..models import registry
+from ..nn import CrossEntropyLoss
+from ..optim import SGD, Adam, AdamW
+from ..optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
+from .common import CLIError, parse_model_args
+from .datasets import Data, channel_stats, folder_classes
+
+__all__ = ["Run", "build_run", "resolve_config", "normalise_config", "check_config", "eval_loader", "make_scheduler",
+           "schedule_segment", "RUN_OPTIONS", "EVAL_BATCH", "DEFAULT_TEST_SPLIT"]
+
+EVAL_BATCH = 500
+DEFAULT_TEST_SPLIT = 0.2
+
+# options whose value is part of a run's config (the names of the parsed arguments)
+RUN_OPTIONS = ("dataset", "limit_train", "limit_test", "test_split", "seed", "dtype") + registry.RECIPE_KEYS
+
+
+# ------------------------------------------------------------------ config
+def resolve_config(args) -> dict:
+    """The full configuration of a new run: the model's recipe, updated by the options given."""
+    if args.model is None:
+        raise CLIError("--model is required (or --resume with --out of an existing run); "
+                       f"choose one of {', '.join(registry.model_names())}")
+    recipe = registry.default_recipe(args.model)
+    config = {"model": args.model, "dataset": "cifar10", "data": None, "limit_train": None, "limit_test": None,
+              "test_split": DEFAULT_TEST_SPLIT, "seed": 0, "dtype": "float32", **recipe}
+    for key in RUN_OPTIONS:
+        value = getattr(args, key, None)
+        if value is not None:
+            config[key] = value
+    normalise_config(config)
+    check_config(config)
+    overrides = parse_model_args(args.model_arg)
+    if config["dataset"] == "folder" and "num_classes" not in overrides:
+        overrides["num_classes"] = len(folder_classes(args.data))   # one output per class folder
+    # the model's complete argument list, so that it can be rebuilt without the registry's defaults
+    model = registry.build_model(args.model, rng=0, **overrides)
+    config["model_args"] = model.config
+    config["minigru_version"] = __version__
+    return config
+
+
+def normalise_config(config) -> dict:
+    """Settings as names: ``augment`` True/False (older runs, recipes) -> ``"crop-flip"``/``"none"``,
+    ``tta`` True/False -> ``"flip"``/``"none"``; keys of newer versions given their defaults."""
+    if isinstance(config.get("augment"), bool):
+        config["augment"] = "crop-flip" if config["augment"] else "none"
+    if isinstance(config.get("tta"), bool):
+        config["tta"] = "flip" if config["tta"] else "none"
+    config.setdefault("data", None)
+    config.setdefault("test_split", DEFAULT_TEST_SPLIT)
+    return config
+
+
+def check_config(config) -> None:
+    """Every setting in its range; a CLIError naming the option otherwise (non-finite floats never parse)."""
+    def need(condition, message):
+        if not condition:
+            raise CLIError(message)
+    need(config["epochs"] >= 1, f"--epochs must be >= 1, got {config['epochs']}")
+    need(config["batch_size"] >= 2, f"--batch-size must be >= 2 (batch norm needs 2 samples), "
+                                     f"got {config['batch_size']}")
+    need(config["lr"] > 0, f"--lr must be positive, got {config['lr']}")
+    need(config["momentum"] >= 0, f"--momentum must be >= 0, got {config['momentum']}")
+    need(0.0 <= config["val_split"] < 1.0, f"--val-split must be in [0, 1), got {config['val_split']}")
+    need(0.0 < config["test_split"] < 1.0, f"--test-split must be in (0, 1), got {config['test_split']}")
+    need(0.0 <= config["label_smoothing"] < 1.0, f"--label-smoothing must be in [0, 1), "
+                                                 f"got {config['label_smoothing']}")
+    need(config["weight_decay"] >= 0, f"--weight-decay must be >= 0, got {config['weight_decay']}")
+    need(0.0 < config["pct_start"] < 1.0, f"--pct-start must be in (0, 1), got {config['pct_start']}")
+    need(config["clip_grad_norm"] is None or config["clip_grad_norm"] > 0,
+         f"--clip-grad-norm must be positive, got {config['clip_grad_norm']}")
+    for key in ("limit_train", "limit_test"):
+        need(config[key] is None or config[key] >= 1, f"--{key.replace('_', '-')} must be >= 1, got {config[key]}")
+    need(config["seed"] >= 0, f"--seed must be >= 0, got {config['seed']}")
+    need(config["augment"] in AUGMENTATIONS, f"unknown augmentation {config['augment']!r}")
+    need(config["tta"] in TTA_CHOICES, f"unknown test-time augmentation {config['tta']!r}")
+
+
+# ------------------------------------------------------------------ the objects of a run
+@dataclass
+class Run:
+    """What a run is built into: the model, its optimizer and schedule, the training loss, the loaders
+    (``val_loader`` None without a validation split) and the data (``data.classes`` names the classes)."""
+    model: object
+    optimizer: object
+    scheduler: object
+    loss: object
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    test_loader: DataLoader
+    data: Data
+
+    @property
+    def classes(self) -> list:
+        return self.data.classes
+
+
+def eval_loader(config, images_labels, batch_size=EVAL_BATCH) -> DataLoader:
+    """A loader for evaluation: in order, normalised with the run's statistics, no augmentation."""
+    norm = config["normalize"]
+    return DataLoader(images_labels, batch_size=batch_size, transform=Normalize(norm["mean"], norm["std"]),
+                      dtype=np.dtype(config["dtype"]))
+
+
+def build_run(config, data: Data, epoch: int = 0) -> Run:
+    """Everything a run needs, from its config and data, for continuing after ``epoch`` completed
+    epochs (0 for a new run: the schedule is that of the segment, see :func:`schedule_segment`).
+    Sets ``config["normalize"]`` (the training images' channel statistics) and ``config["data"]``
+    (the data folder) if they are not there yet."""
+    train, test = data.train, data.test
+    val = None
+    if config["val_split"] > 0:
+        train, val = train_val_split(train, config["val_split"], seed=config["seed"])
+    if "normalize" not in config:
+        mean, std = channel_stats(train[0])
+        config["normalize"] = {"mean": mean, "std": std}
+    if config.get("data") is None:
+        config["data"] = data.folder
+    norm = Normalize(config["normalize"]["mean"], config["normalize"]["std"])
+    dtype = np.dtype(config["dtype"])
+    steps = augmentation(config["augment"], tuple(train[0].shape[2:]))
+    if len(train[0]) < config["batch_size"]:
+        raise CLIError(f"{len(train[0])} training images make no batch of {config['batch_size']}; "
+                       "lower --batch-size or raise --limit-train")
+    train_loader = DataLoader(train, batch_size=config["batch_size"], shuffle=True, drop_last=True,
+                              transform=Compose(steps + [norm]), seed=config["seed"], dtype=dtype)
+    val_loader = None if val is None else DataLoader(val, batch_size=EVAL_BATCH, transform=norm, dtype=dtype)
+    model = registry.build_model(config["model"], rng=config["seed"], dtype=dtype, **config["model_args"])
+    optimizer = make_optimizer(model, config)
+    start, end = schedule_segment(config, epoch)
+    scheduler = make_scheduler(optimizer, config, len(train_loader), end - start)
+    loss = CrossEntropyLoss(label_smoothing=config["label_smoothing"])
+    return Run(model, optimizer, scheduler, loss, train_loader, val_loader, eval_loader(config, test), data)
+
+
+def make_optimizer(model, config):
+    """The recipe's optimizer; weight decay only on weight matrices and kernels (not biases, not batch norm)."""
+    decay = [p for _, p in model.named_parameters() if p.data.ndim > 1]
+    no_decay = [p for _, p in model.named_parameters() if p.data.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config["weight_decay"]}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    if config["optimizer"] == "sgd":
+        return SGD(groups, lr=config["lr"], momentum=config["momentum"], nesterov=config["momentum"] > 0)
+    cls = Adam if config["optimizer"] == "adam" else AdamW
+    return cls(groups, lr=config["lr"])
+
+
+def make_scheduler(optimizer, config, steps_per_epoch, epochs: int):
+    """The recipe's schedule over ``epochs`` epochs (None for a constant rate)."""
+    if config["schedule"] == "onecycle":
+        return OneCycleLR(optimizer, max_lr=config["lr"], epochs=epochs, steps_per_epoch=steps_per_epoch,
+                          pct_start=config["pct_start"])
+    if config["schedule"] == "cosine":
+        return CosineAnnealingLR(optimizer, T_max=epochs)
+    return None
+
+
+def schedule_segment(config, epoch: int) -> tuple:
+    """(start, end): the schedule segment that the run is in after ``epoch`` completed epochs.
+
+    A run's epochs are cut at ``config["schedule_restarts"]`` (where ``--resume --epochs``
+    extended it); each segment has a schedule of its own. A checkpoint at a cut belongs to
+    the segment that ended there (its scheduler state is that segment's).
+    """
+    bounds = [0] + list(config.get("schedule_restarts", [])) + [config["epochs"]]
+    for start, end in zip(bounds, bounds[1:]):
+        if epoch <= end:
+            return start, end
+    return bounds[-2], bounds[-1]

@@ -1,0 +1,35 @@
+"""Named training augmentations, as the command line's ``--augment`` offers them.
+
+* ``"none"``: the images as they are;
+* ``"flip"``: a horizontal flip with probability 1/2;
+* ``"crop-flip"``: pad 4 pixels of zeros, crop back to size at a random offset, flip (the classic
+  CIFAR-10 augmentation);
+* ``"keras"``: the set of Keras' ``ImageDataGenerator`` in the row-GRU source document: a
+  random rotation (up to 15 degrees), shift (up to 10% of each side), shear (up to 10 degrees)
+  and zoom (0.9 to 1.1) in one bilinear warp (:class:`~minigru.data.RandomAffine`), then a flip.
+  Uncovered pixels are 0 (black: the images are scaled to [0, 1] first), where Keras repeats the
+  nearest edge pixel by default.
+"""
+from __future__ import annotations
+
+from .affine import RandomAffine
+from .transforms import RandomCrop, RandomHorizontalFlip, pair
+
+__all__ = ["AUGMENTATIONS", "augmentation"]
+
+AUGMENTATIONS = ("none", "flip", "crop-flip", "keras")
+
+
+def augmentation(name: str, image_size) -> list:
+    """The transforms of the augmentation ``name`` (one of :data:`AUGMENTATIONS`) for images of ``image_size``."""
+    h, w = pair(image_size, "augmentation", "image_size")
+    if name == "none":
+        return []
+    if name == "flip":
+        return [RandomHorizontalFlip()]
+    if name == "crop-flip":
+        return [RandomCrop((h, w), padding=4), RandomHorizontalFlip()]
+    if name == "keras":
+        return [RandomAffine(degrees=15, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=10),
+                RandomHorizontalFlip()]
+    raise ValueError(f"unknown augmentation {name!r}; choose one of {', '.join(AUGMENTATIONS)}")
