@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
+
 from .. import __version__, backend
 from ..data import tta_views
 from ..nn import CrossEntropyLoss
@@ -119,7 +121,9 @@ def cmd_train(args) -> int:
             raise CLIError(f"{out!r} already holds a run ({CHECKPOINT}); continue it with --resume, start afresh "
                            "with --overwrite, or choose another --out")
         config, resume_from, done = resolve_config(args), None, 0
-    with thread_limit(args.threads) as threads_text:
+    # A diverging run overflows before its loss turns NaN; the Trainer stops it with one clear message
+    # (NonFiniteLossError), so NumPy's overflow warnings would only add noise above it.
+    with thread_limit(args.threads) as threads_text, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return _train(args, out, config, resume_from, done, threads_text)
 
 

@@ -203,9 +203,12 @@ def read_checkpoint(path) -> dict:
         meta = json.loads(arrays.pop(META_KEY).tobytes().decode("utf-8"))
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError) as err:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError, TypeError) as err:
+        # NumPy's own ValueError text advises allow_pickle=True for a file it cannot read, which would run
+        # any code inside a hostile file: it is never repeated. A .npy file loads as an array (TypeError).
+        reason = "not an .npz archive" if isinstance(err, (ValueError, TypeError)) else f"{type(err).__name__}: {err}"
         raise CheckpointError(f"cannot read checkpoint {path!r}: the file is corrupt or truncated, or not an "
-                              f".npz file ({type(err).__name__}: {err})") from err
+                              f".npz file ({reason})") from err
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is not a minigru checkpoint (format {meta.get('format')!r})")
     if meta.get("format_version", 0) > FORMAT_VERSION:
