@@ -30,11 +30,12 @@ RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov"
 
 # Shared by every recipe unless it says otherwise: 20 epochs (so that the models compare at one budget),
 # SGD with Nesterov momentum and a one-cycle schedule, weight decay on weights only (not on biases or
-# batch-norm parameters), label smoothing, crop + flip augmentation, 10% of the images held out.
+# batch-norm parameters), label smoothing, crop + flip augmentation (``augment`` and ``tta`` name a
+# set of minigru.data.augment and minigru.data.tta), 10% of the images held out.
 # Batch-norm lets the preset use twice the peak learning rate of the plain CNNs.
 _BASE_RECIPE = dict(epochs=20, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
-                    weight_decay=5e-4, schedule="onecycle", pct_start=0.25, label_smoothing=0.1, augment=True,
-                    clip_grad_norm=None, ema=None, val_split=0.1, tta=False)
+                    weight_decay=5e-4, schedule="onecycle", pct_start=0.25, label_smoothing=0.1,
+                    augment="crop-flip", clip_grad_norm=None, ema=None, val_split=0.1, tta="none")
 
 
 # The airbench-style models (docs/models.md, "Ingredients"): every ingredient at once. A frozen 2x2 patch
@@ -46,7 +47,7 @@ _BASE_RECIPE = dict(epochs=20, batch_size=128, optimizer="sgd", lr=0.05, momentu
 _FAST_MODEL = dict(whiten_stride=2, widths=(64, 128), convs_per_block=(1, 2), hidden_size=128, bidirectional=True,
                    input_grad=False)
 _FAST_RECIPE = {**_BASE_RECIPE, "epochs": 9, "batch_size": 256, "lr": 0.2, "schedule": "linear", "pct_start": 0.2,
-                "label_smoothing": 0.2, "val_split": 0.0, "tta": True}
+                "label_smoothing": 0.2, "val_split": 0.0, "tta": "flip"}
 _NINETY_MODEL = dict(whiten_stride=2, widths=(128, 256), convs_per_block=2, hidden_size=192, bidirectional=True,
                      dropout=0.1, input_grad=False)
 _NINETY_RECIPE = {**_FAST_RECIPE, "epochs": 16}
@@ -71,11 +72,11 @@ MODELS = {spec.name: spec for spec in (
               {**_BASE_RECIPE},
               "conv blocks 32/64/128, then a GRU(128) over the 4 columns of the 128x4x4 feature map"),
     ModelSpec("cnn-gru-bn", CNNGRU, dict(CNNGRU_PRESETS["best"]),
-              {**_BASE_RECIPE, "lr": 0.1, "tta": True},
+              {**_BASE_RECIPE, "lr": 0.1, "tta": "flip"},
               "the accuracy preset: conv blocks with batch norm, bidirectional GRU over the feature-map columns"),
     ModelSpec("row-gru", RowGRU, dict(hidden_size=128),
               {**_BASE_RECIPE, "optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0,
-               "label_smoothing": 0.0, "augment": False, "clip_grad_norm": 5.0},
+               "label_smoothing": 0.0, "augment": "none", "clip_grad_norm": 5.0},
               "GRU(128) reading the image one pixel row (3x32 values) per step"),
     ModelSpec("renet", ReNet, dict(hidden_sizes=(32, 32), patch_sizes=2),
               {**_BASE_RECIPE, "epochs": 15, "batch_size": 64, "optimizer": "adam", "lr": 2e-3,
