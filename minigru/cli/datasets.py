@@ -22,7 +22,8 @@ import numpy as np
 from ..data import ImageFolder, data_root, load_cifar10, make_shapes, random_split
 from .common import CLIError
 
-__all__ = ["Data", "load_data", "folder_classes", "channel_stats", "SYNTHETIC_TRAIN", "SYNTHETIC_TEST"]
+__all__ = ["Data", "load_data", "folder_classes", "channel_stats", "describe_folder", "SYNTHETIC_TRAIN",
+           "SYNTHETIC_TEST"]
 
 SYNTHETIC_TRAIN, SYNTHETIC_TEST = 5000, 1000   # default size of the generated data set
 

@@ -7,8 +7,6 @@ when the data has moved.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from .. import backend
@@ -18,7 +16,7 @@ from ..nn import CrossEntropyLoss
 from ..train import evaluate
 from ..train.metrics import format_confusion_matrix, per_class_accuracy
 from .common import CLIError
-from .datasets import load_data
+from .datasets import describe_folder, load_data
 from .run import eval_loader, normalise_config
 from .threads import thread_limit
 
@@ -62,7 +60,7 @@ def cmd_evaluate(args) -> int:
         tta = config["tta"] if args.tta is None else args.tta
         views, weights = tta_views(tta)
         print(f"{config['model']} from {args.checkpoint}, {config['dataset']} test set "
-              f"({os.path.relpath(data.folder) if data.folder else 'generated'}), {threads_text}", flush=True)
+              f"({describe_folder(data.folder)}), {threads_text}", flush=True)
         result = evaluate(model, eval_loader(config, data.test, args.batch_size), CrossEntropyLoss(), tta=views,
                           tta_weights=weights, progress=not args.no_progress, description="test")
     print(report_evaluation(result, data.classes, tta))

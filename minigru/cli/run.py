@@ -124,8 +124,8 @@ def eval_loader(config, images_labels, batch_size=EVAL_BATCH) -> DataLoader:
 def build_run(config, data: Data, epoch: int = 0) -> Run:
     """Everything a run needs, from its config and data, for continuing after ``epoch`` completed
     epochs (0 for a new run: the schedule is that of the segment, see :func:`schedule_segment`).
-    Sets ``config["normalize"]`` (the training images' channel statistics) and ``config["data"]``
-    (the data folder) if they are not there yet."""
+    Sets ``config["normalize"]`` (the training images' channel statistics) if it is not there yet,
+    and ``config["data"]`` to the data folder the images came from."""
     train, test = data.train, data.test
     val = None
     if config["val_split"] > 0:
@@ -133,8 +133,7 @@ def build_run(config, data: Data, epoch: int = 0) -> Run:
     if "normalize" not in config:
         mean, std = channel_stats(train[0])
         config["normalize"] = {"mean": mean, "std": std}
-    if config.get("data") is None:
-        config["data"] = data.folder
+    config["data"] = data.folder    # where the images were read this time (--data may point to a new place)
     norm = Normalize(config["normalize"]["mean"], config["normalize"]["std"])
     dtype = np.dtype(config["dtype"])
     steps = augmentation(config["augment"], tuple(train[0].shape[2:]))
