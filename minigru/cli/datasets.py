@@ -32,7 +32,7 @@ SYNTHETIC_TRAIN, SYNTHETIC_TEST = 5000, 1000   # default size of the generated d
 class Data:
     """A run's images: ``train`` and ``test`` (uint8 (N, C, H, W), int64 (N,)) pairs, the class names,
     and ``folder``, the absolute data folder they came from (None for generated data)."""
-    train: tuple
+    train: tuple | None
     test: tuple
     classes: list
     folder: str | None
@@ -58,25 +58,38 @@ def folder_classes(path) -> list:
     return ImageFolder(train_dir).classes
 
 
-def _load_folder(path, image_size, test_split: float, seed: int):
+def _read_all(dataset) -> tuple:
+    """Every image and label of an ImageFolder or a Subset of one: (uint8 (N, 3, H, W), int64 (N,))."""
+    first = dataset[0][0]
+    images = np.empty((len(dataset),) + first.shape, dtype=np.uint8)
+    labels = np.empty(len(dataset), dtype=np.int64)
+    for i in range(len(dataset)):
+        images[i], labels[i] = dataset[i]
+    return images, labels
+
+
+def _load_folder(path, image_size, test_split: float, seed: int, need_train: bool):
+    """(train or None, test, classes, folder). Files are listed first and only the images needed are
+    read, so ``evaluate`` reads the test images alone."""
     root = _folder_root(path)
     train_dir, test_dir = _split_folders(root)
     train_folder = ImageFolder(train_dir, target_size=image_size)
-    train = train_folder.to_arrays()
     if test_dir is not None:
-        test = ImageFolder(test_dir, target_size=image_size, classes=train_folder.classes).to_arrays()
+        train, test = train_folder, ImageFolder(test_dir, target_size=image_size, classes=train_folder.classes)
     else:
-        n_test = int(round(test_split * len(train[1])))
-        if not 1 <= n_test < len(train[1]):
-            raise CLIError(f"--test-split {test_split} of {len(train[1])} images in {root} leaves no test or no "
+        n = len(train_folder)
+        n_test = int(round(test_split * n))
+        if not 1 <= n_test < n:
+            raise CLIError(f"--test-split {test_split} of {n} images in {root} leaves no test or no "
                            "training image; change --test-split or add train/ and test/ sub-folders")
-        train, test = random_split(train, [len(train[1]) - n_test, n_test], seed=seed)
-    return train, test, train_folder.classes, str(root)
+        train, test = random_split(train_folder, [n - n_test, n_test], seed=seed)   # Subsets: nothing read yet
+    return _read_all(train) if need_train else None, _read_all(test), train_folder.classes, str(root)
 
 
-def load_data(config, data_path=None, download=False) -> Data:
+def load_data(config, data_path=None, download=False, need_train=True) -> Data:
     """The run's data, limits applied. ``data_path`` is the ``--data`` folder; without it, the folder
-    stored in the run's config (``config["data"]``), then the default."""
+    stored in the run's config (``config["data"]``), then the default. With ``need_train=False``
+    an image folder's training images are not read (``train`` may then be None)."""
     data_path = data_path if data_path is not None else config.get("data")
     image_size = config["model_args"]["image_size"]
     if config["dataset"] == "cifar10":
@@ -84,13 +97,14 @@ def load_data(config, data_path=None, download=False) -> Data:
         train, test, classes = data.train, data.test, data.classes
         folder = str(data_root(data_path).resolve())
     elif config["dataset"] == "folder":
-        train, test, classes, folder = _load_folder(data_path, image_size, config["test_split"], config["seed"])
+        train, test, classes, folder = _load_folder(data_path, image_size, config["test_split"], config["seed"],
+                                                    need_train)
     else:
         n_train = config["limit_train"] or SYNTHETIC_TRAIN
         n_test = config["limit_test"] or SYNTHETIC_TEST
         data = make_shapes(n_train, image_size=image_size[0], seed=config["seed"], n_test=n_test)
         train, test, classes, folder = data.train, data.test, data.classes, None
-    if config["limit_train"]:
+    if config["limit_train"] and train is not None:
         train = (train[0][:config["limit_train"]], train[1][:config["limit_train"]])
     if config["limit_test"]:
         test = (test[0][:config["limit_test"]], test[1][:config["limit_test"]])

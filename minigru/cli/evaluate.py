@@ -53,7 +53,7 @@ def cmd_evaluate(args) -> int:
         config["limit_test"] = args.limit_test
     with thread_limit(args.threads) as threads_text:
         try:
-            data = load_data(config, args.data)
+            data = load_data(config, args.data, need_train=False)
         except DatasetNotFoundError as err:
             where = "--data" if args.data is not None else f"the run's data folder {config.get('data')!r}"
             raise CLIError(f"{err} (looked in {where}; give the data folder with --data DIR)") from None
