@@ -107,12 +107,13 @@ class Trainer:
         self._position = (0, 0)   # (epoch, batch) being trained, for error messages
 
     # ------------------------------------------------------------ one step
-    def train_step(self, x, y):
-        """One optimisation step on the batch ``(x, y)``.
+    def train_step(self, x, y, metrics=()):
+        """One optimisation step on the batch ``(x, y)``; returns the batch's mean loss as a Python float
+        (the one value copied to the host per batch).
 
-        Returns ``(loss, outputs)``: the batch's mean loss as a Python float
-        (the one value copied to the host per batch) and the model's outputs,
-        which stay on the device for the metrics.
+        ``metrics``: accumulators (:class:`~minigru.train.metric_hooks.Metric`) updated with this
+        batch's outputs on the device, right after the forward pass: the backward pass may reuse
+        the forward's buffers.
         """
         self.model.train()
         self.optimizer.zero_grad()                      # 1. gradients of the last batch are gone
@@ -120,6 +121,8 @@ class Trainer:
         loss = self.loss_fn(logits, y)                  # 3. mean loss over the batch
         loss_value = float(loss)                        #    the step's one host sync
         self._check_finite(loss_value, logits, y)       #    stop before a NaN reaches the weights
+        for metric in metrics:                          #    counted on the device, read once per epoch
+            metric.update(logits, y)
         dlogits = self.loss_fn.backward()               # 4. dL/dlogits
         self.model.backward(dlogits)                    # 5. backprop: p.grad += dL/dp in every layer
         if self.clip_grad_norm is not None:             # 6. cap the gradient's length
@@ -128,7 +131,7 @@ class Trainer:
         if self.scheduler is not None and self.scheduler_step == "batch":
             self.scheduler.step()                       # 8. per-batch learning-rate schedule
         self.global_step += 1
-        return loss_value, logits
+        return loss_value
 
     def _parameters(self):
         return [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -174,12 +177,10 @@ class Trainer:
         metrics = [m.fresh() for m in self.metrics if m.during_training and m.scalar]
         for batch, (x, y) in enumerate(batches(loader)):
             self._position = (self.epoch + 1, batch)
-            loss_value, outputs = self.train_step(x, y)
+            loss_value = self.train_step(x, y, metrics)
             n = int(y.shape[0])
             loss_sum += loss_value * n                  # batch means weighted by batch size
             samples += n
-            for metric in metrics:                      # accumulated on the device: no host copy per batch
-                metric.update(outputs, y)
             bar.update(loss_value)
             for callback in self.batch_callbacks:
                 callback(self, loss_value)
