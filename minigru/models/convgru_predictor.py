@@ -17,10 +17,10 @@ ConvGRU's state at step t has seen nothing later. Train it on
 from __future__ import annotations
 
 from .. import backend
+from .._checks import positive_int
 from ..functional import sigmoid
 from ..nn import BCEWithLogitsLoss, Conv2d, ConvGRU, Module, MSELoss, ReLU, Sigmoid, no_grad
 from ..optim import Adam
-from .blocks import positive_int
 
 __all__ = ["ConvGRUPredictor", "next_frame_pairs", "fit_next_frame"]
 
