@@ -183,3 +183,19 @@ def test_python_dash_m_runs_the_cli():
     done = subprocess.run([sys.executable, "-m", "minigru", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "train" in done.stdout and "gradcheck" in done.stdout
+
+
+def test_build_run_returns_a_typed_run():
+    import dataclasses
+
+    from minigru.cli.datasets import load_data
+    from minigru.cli.parser import build_parser
+    from minigru.cli.run import Run, build_run, resolve_config
+    args = build_parser().parse_args(["train", *TINY, "--epochs", "1"])
+    config = resolve_config(args)
+    run = build_run(config, load_data(config))
+    assert isinstance(run, Run) and dataclasses.is_dataclass(run)
+    assert {f.name for f in dataclasses.fields(Run)} >= {"model", "optimizer", "scheduler", "loss", "train_loader",
+                                                           "val_loader", "test_loader", "data"}
+    assert run.classes == run.data.classes and run.test_loader.num_samples == 20
+    assert config["normalize"] and config["data"] is None          # generated data: no folder to remember

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data import ImageFolder, data_root, load_cifar10, make_shapes, random_split
+from ..data import DatasetNotFoundError, ImageFolder, data_root, load_cifar10, make_shapes, random_split
 from .common import CLIError
 
 __all__ = ["Data", "load_data", "folder_classes", "channel_stats", "describe_folder", "SYNTHETIC_TRAIN",
@@ -89,8 +89,20 @@ def _load_folder(path, image_size, test_split: float, seed: int, need_train: boo
 def load_data(config, data_path=None, download=False, need_train=True) -> Data:
     """The run's data, limits applied. ``data_path`` is the ``--data`` folder; without it, the folder
     stored in the run's config (``config["data"]``), then the default. With ``need_train=False``
-    an image folder's training images are not read (``train`` may then be None)."""
-    data_path = data_path if data_path is not None else config.get("data")
+    an image folder's training images are not read (``train`` may then be None).
+
+    Data that is not found raises a CLIError that says where it was looked for and names ``--data``.
+    """
+    given = data_path is not None
+    data_path = data_path if given else config.get("data")
+    try:
+        return _load(config, data_path, download, need_train)
+    except DatasetNotFoundError as err:
+        where = "--data" if given else (f"the run's data folder {data_path!r}" if data_path else "the default folder")
+        raise CLIError(f"{err} (looked in {where}; give the data folder with --data DIR)") from None
+
+
+def _load(config, data_path, download, need_train) -> Data:
     image_size = config["model_args"]["image_size"]
     if config["dataset"] == "cifar10":
         data = load_cifar10(data_path, download=download, progress=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..data import DatasetNotFoundError, tta_views
+from ..data import tta_views
 from ..models import registry
 from ..nn import CrossEntropyLoss
 from ..train import evaluate
@@ -52,11 +52,7 @@ def cmd_evaluate(args) -> int:
     if args.limit_test is not None:
         config["limit_test"] = args.limit_test
     with thread_limit(args.threads) as threads_text:
-        try:
-            data = load_data(config, args.data, need_train=False)
-        except DatasetNotFoundError as err:
-            where = "--data" if args.data is not None else f"the run's data folder {config.get('data')!r}"
-            raise CLIError(f"{err} (looked in {where}; give the data folder with --data DIR)") from None
+        data = load_data(config, args.data, need_train=False)   # a missing folder: an error naming --data
         tta = config["tta"] if args.tta is None else args.tta
         views, weights = tta_views(tta)
         print(f"{config['model']} from {args.checkpoint}, {config['dataset']} test set "
