@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from minigru import cli, cli_commands
+from minigru import cli
+from minigru.cli import run as cli_run
+from minigru.cli import train as cli_train
 from minigru.models import load_trained
 from minigru.train import read_checkpoint
 
@@ -47,7 +49,7 @@ def test_fast_recipe_fits_the_whitening_and_trains_with_ema(tmp_path, capsys):
 def test_resume_with_ema_continues_exactly(tmp_path, monkeypatch):
     status, straight = train(tmp_path, "--epochs", "3", "--ema", "0.8", name="straight")
     assert status == 0
-    real_writer = cli_commands._epoch_writer
+    real_writer = cli_train._epoch_writer
 
     def interrupting_writer(*args):
         write = real_writer(*args)
@@ -58,10 +60,10 @@ def test_resume_with_ema_continues_exactly(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
         return on_epoch_end
 
-    monkeypatch.setattr(cli_commands, "_epoch_writer", interrupting_writer)
+    monkeypatch.setattr(cli_train, "_epoch_writer", interrupting_writer)
     status, resumed = train(tmp_path, "--epochs", "3", "--ema", "0.8", name="resumed")
     assert status == 130
-    monkeypatch.setattr(cli_commands, "_epoch_writer", real_writer)
+    monkeypatch.setattr(cli_train, "_epoch_writer", real_writer)
     assert cli.main(["train", "--out", str(resumed), "--resume", "--no-progress"]) == 0
     a, b = read_checkpoint(straight / "checkpoint.npz"), read_checkpoint(resumed / "checkpoint.npz")
     for key in a["model"]:
@@ -79,7 +81,7 @@ def test_linear_schedule_is_torchs_one_cycle_with_linear_annealing(pct_start):
     config = {"schedule": "linear", "lr": 0.2, "epochs": 3, "pct_start": pct_start}
     model = nn.Linear(2, 2, rng=0)
     ours = SGD(model.parameters(), lr=0.2, momentum=0.9, nesterov=True)
-    sched = cli_commands.make_scheduler(ours, config, steps_per_epoch=7)
+    sched = cli_run.make_scheduler(ours, config, steps_per_epoch=7)
     theirs = torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=0.2, momentum=0.9, nesterov=True)
     torch_sched = torch.optim.lr_scheduler.OneCycleLR(theirs, max_lr=0.2, epochs=3, steps_per_epoch=7,
                                                       pct_start=pct_start, anneal_strategy="linear",
@@ -104,12 +106,12 @@ def test_linear_schedule_is_torchs_one_cycle_with_linear_annealing(pct_start):
 
 
 def test_nesterov_flag(tmp_path, capsys):
-    config = cli_commands.resolve_config(cli.build_parser().parse_args(["train", *TINY, "--no-nesterov"]))
+    config = cli_run.resolve_config(cli.build_parser().parse_args(["train", *TINY, "--no-nesterov"]))
     assert config["nesterov"] is False
     from minigru.models import build_model
     model = build_model("cnn-gru-fast", rng=0, **config["model_args"])
-    assert cli_commands.make_optimizer(model, config).param_groups[0]["nesterov"] is False
-    assert cli_commands.make_optimizer(model, {**config, "nesterov": True}).param_groups[0]["nesterov"] is True
+    assert cli_run.make_optimizer(model, config).param_groups[0]["nesterov"] is False
+    assert cli_run.make_optimizer(model, {**config, "nesterov": True}).param_groups[0]["nesterov"] is True
     assert cli.main(["train", *TINY, "--out", str(tmp_path / "bad"), "--momentum", "0"]) == 2
     assert "--nesterov needs --momentum > 0" in capsys.readouterr().err
     assert cli.main(["train", *TINY, "--out", str(tmp_path / "bad"), "--ema", "1.5"]) == 2

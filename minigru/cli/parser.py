@@ -14,7 +14,7 @@ __all__ = ["build_parser", "DATASETS", "OPTIMIZERS", "SCHEDULES", "EXAMPLES"]
 
 DATASETS = ("cifar10", "synthetic-shapes", "folder")
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("onecycle", "cosine", "constant")
+SCHEDULES = ("onecycle", "linear", "cosine", "constant")
 
 EXAMPLES = """
     minigru train --model cnn-gru-bn --data /tmp/cifar --out runs/bn     # the model's best known recipe
@@ -94,11 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--optimizer", choices=OPTIMIZERS)
     group.add_argument("--lr", type=finite_float, help="peak learning rate (one-cycle) or starting rate")
     group.add_argument("--momentum", type=finite_float)
+    group.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                       help="Nesterov momentum with SGD (the recipes' default)")
     group.add_argument("--weight-decay", type=finite_float, help="L2 decay of weights (not of biases or batch norm)")
     group.add_argument("--schedule", choices=SCHEDULES)
-    group.add_argument("--pct-start", type=finite_float, help="fraction of the one-cycle schedule spent warming up")
+    group.add_argument("--pct-start", type=finite_float, help="fraction of the steps spent warming up (onecycle, "
+                                                              "linear)")
     group.add_argument("--label-smoothing", type=finite_float)
     group.add_argument("--clip-grad-norm", type=finite_float)
+    group.add_argument("--ema", type=finite_float, metavar="DECAY",
+                       help="keep an exponential moving average of the weights (e.g. 0.99) and test with it")
     _tta_option(group, "default: the recipe's")
     group = train.add_argument_group("model and machine")
     group.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",

@@ -12,21 +12,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, backend
 from ..data import Compose, DataLoader, Normalize, augmentation, train_val_split
 from ..data.augment import AUGMENTATIONS
 from ..data.tta import TTA_CHOICES
 from ..models import registry
 from ..nn import CrossEntropyLoss
-from ..optim import SGD, Adam, AdamW
+from ..optim import SGD, Adam, AdamW, ExponentialMovingAverage
 from ..optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 from .common import CLIError, parse_model_args
 from .datasets import Data, channel_stats, folder_classes
 
 __all__ = ["Run", "build_run", "resolve_config", "normalise_config", "check_config", "eval_loader", "make_scheduler",
-           "schedule_segment", "RUN_OPTIONS", "EVAL_BATCH", "DEFAULT_TEST_SPLIT"]
+           "schedule_segment", "RUN_OPTIONS", "EVAL_BATCH", "DEFAULT_TEST_SPLIT", "DATA_INIT_IMAGES"]
 
 EVAL_BATCH = 500
+DATA_INIT_IMAGES = 5000   # training images that data-dependent layers (PatchWhitening) are fitted to
 DEFAULT_TEST_SPLIT = 0.2
 
 # options whose value is part of a run's config (the names of the parsed arguments)
@@ -86,6 +87,9 @@ def check_config(config) -> None:
                                                  f"got {config['label_smoothing']}")
     need(config["weight_decay"] >= 0, f"--weight-decay must be >= 0, got {config['weight_decay']}")
     need(0.0 < config["pct_start"] < 1.0, f"--pct-start must be in (0, 1), got {config['pct_start']}")
+    need(config.get("ema") is None or 0.0 <= config["ema"] < 1.0, f"--ema must be in [0, 1), got {config.get('ema')}")
+    need(not config.get("nesterov", True) or config["optimizer"] != "sgd" or config["momentum"] > 0,
+         "--nesterov needs --momentum > 0 (use --no-nesterov for plain SGD)")
     need(config["clip_grad_norm"] is None or config["clip_grad_norm"] > 0,
          f"--clip-grad-norm must be positive, got {config['clip_grad_norm']}")
     for key in ("limit_train", "limit_test"):
@@ -99,7 +103,8 @@ def check_config(config) -> None:
 @dataclass
 class Run:
     """What a run is built into: the model, its optimizer and schedule, the training loss, the loaders
-    (``val_loader`` None without a validation split) and the data (``data.classes`` names the classes)."""
+    (``val_loader`` None without a validation split), the data (``data.classes`` names the classes)
+    and the weight average (``ema``, None unless the run has ``--ema``)."""
     model: object
     optimizer: object
     scheduler: object
@@ -108,6 +113,7 @@ class Run:
     val_loader: DataLoader | None
     test_loader: DataLoader
     data: Data
+    ema: ExponentialMovingAverage | None = None
 
     @property
     def classes(self) -> list:
@@ -144,11 +150,17 @@ def build_run(config, data: Data, epoch: int = 0) -> Run:
                               transform=Compose(steps + [norm]), seed=config["seed"], dtype=dtype)
     val_loader = None if val is None else DataLoader(val, batch_size=EVAL_BATCH, transform=norm, dtype=dtype)
     model = registry.build_model(config["model"], rng=config["seed"], dtype=dtype, **config["model_args"])
+    if hasattr(model, "initialize_from_data"):   # e.g. the whitening filters, from the (normalised) training images
+        sample = backend.to_backend(train[0][:DATA_INIT_IMAGES]).astype(dtype) * dtype.type(1 / 255)
+        model.initialize_from_data(norm(sample))
     optimizer = make_optimizer(model, config)
     start, end = schedule_segment(config, epoch)
     scheduler = make_scheduler(optimizer, config, len(train_loader), end - start)
+    ema = None
+    if config.get("ema") is not None:            # averaged after every optimizer step (a step hook)
+        ema = ExponentialMovingAverage(model, decay=config["ema"], use_buffers=True).attach(optimizer)
     loss = CrossEntropyLoss(label_smoothing=config["label_smoothing"])
-    return Run(model, optimizer, scheduler, loss, train_loader, val_loader, eval_loader(config, test), data)
+    return Run(model, optimizer, scheduler, loss, train_loader, val_loader, eval_loader(config, test), data, ema)
 
 
 def make_optimizer(model, config):
@@ -159,16 +171,29 @@ def make_optimizer(model, config):
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     if config["optimizer"] == "sgd":
-        return SGD(groups, lr=config["lr"], momentum=config["momentum"], nesterov=config["momentum"] > 0)
+        nesterov = config.get("nesterov", True) and config["momentum"] > 0
+        return SGD(groups, lr=config["lr"], momentum=config["momentum"], nesterov=nesterov)
     cls = Adam if config["optimizer"] == "adam" else AdamW
     return cls(groups, lr=config["lr"])
 
 
-def make_scheduler(optimizer, config, steps_per_epoch, epochs: int):
-    """The recipe's schedule over ``epochs`` epochs (None for a constant rate)."""
+def make_scheduler(optimizer, config, steps_per_epoch, epochs: int | None = None):
+    """The recipe's per-batch or per-epoch schedule over ``epochs`` epochs (default ``config["epochs"]``;
+    None for a constant rate).
+
+    ``onecycle``: cosine warm-up from lr/25 to lr over ``pct_start`` of the steps, cosine decay to ~0, momentum
+    cycled 0.95 -> 0.85 -> 0.95. ``linear``: straight-line warm-up from lr/10 over ``pct_start`` of the steps,
+    straight-line decay to lr·1e-5, constant momentum (airbench's triangle; torch's OneCycleLR with
+    ``anneal_strategy="linear", cycle_momentum=False``).
+    """
+    epochs = config["epochs"] if epochs is None else epochs
     if config["schedule"] == "onecycle":
         return OneCycleLR(optimizer, max_lr=config["lr"], epochs=epochs, steps_per_epoch=steps_per_epoch,
                           pct_start=config["pct_start"])
+    if config["schedule"] == "linear":
+        return OneCycleLR(optimizer, max_lr=config["lr"], epochs=epochs, steps_per_epoch=steps_per_epoch,
+                          pct_start=config["pct_start"], anneal_strategy="linear", cycle_momentum=False,
+                          div_factor=10.0, final_div_factor=1e4)
     if config["schedule"] == "cosine":
         return CosineAnnealingLR(optimizer, T_max=epochs)
     return None

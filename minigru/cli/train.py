@@ -74,11 +74,18 @@ def _restart_schedule(trainer, config, steps_per_epoch) -> None:
 
 
 # ------------------------------------------------------------------ output
+def _checkpoint_extra(config, run) -> dict:
+    extra = {"config": config}
+    if run.ema is not None:
+        extra["ema"] = run.ema.state_dict()
+    return extra
+
+
 def _epoch_writer(out, config, run, started, print_lines):
     def on_epoch_end(trainer, record):
         _restart_schedule(trainer, config, len(run.train_loader))   # before saving: the state to resume from
         trainer.save_checkpoint(os.path.join(out, CHECKPOINT), run.train_loader, run.val_loader,
-                                extra={"config": config})
+                                extra=_checkpoint_extra(config, run))
         trainer.history.to_json(os.path.join(out, "history.json"))
         try:
             plot_history(trainer.history, os.path.join(out, "learning_curve.png"),
@@ -138,7 +145,9 @@ def _train(args, out, config, resume_from, done, threads_text) -> int:
                       clip_grad_norm=config["clip_grad_norm"], progress=progress,
                       on_epoch_end=_epoch_writer(out, config, run, started, args.no_progress))
     if resume_from is not None:
-        trainer.load_checkpoint(resume_from, run.train_loader, run.val_loader)
+        loaded = trainer.load_checkpoint(resume_from, run.train_loader, run.val_loader)
+        if run.ema is not None:
+            run.ema.load_state_dict(loaded.extra["ema"])
         _restart_schedule(trainer, config, len(run.train_loader))
     if trainer.epoch >= config["epochs"]:
         print(f"the run has completed its {plural(config['epochs'], 'epoch')}: scoring it on the test set "
@@ -152,12 +161,22 @@ def _train(args, out, config, resume_from, done, threads_text) -> int:
         raise TrainingDiverged(f"{err} ({kept})") from None
     train_seconds = float(sum(s for s in history.seconds if s is not None))
     views, weights = tta_views(config["tta"])
+    extra_results = {}
+    if run.ema is not None:   # the run's result is the averaged model: it goes into the final checkpoint too
+        trained = evaluate(run.model, run.test_loader, CrossEntropyLoss(), tta=views, tta_weights=weights,
+                           progress=progress, description="test (trained weights)")
+        extra_results.update(test_loss_without_ema=trained.loss, test_accuracy_without_ema=trained.accuracy)
+        print(f"without the weight average: test loss {trained.loss:.4f}, "
+              f"test accuracy {100 * trained.accuracy:.2f}%")
+        run.ema.copy_to(run.model)
+        trainer.save_checkpoint(os.path.join(out, CHECKPOINT), run.train_loader, run.val_loader,
+                                extra=_checkpoint_extra(config, run))
     result = evaluate(run.model, run.test_loader, CrossEntropyLoss(), tta=views, tta_weights=weights,
                       progress=progress, description="test")
     print(report_evaluation(result, run.classes, config["tta"]))
     cm = result.confusion_matrix
     results = {"model": config["model"], "epochs": trainer.epoch, "test_loss": result.loss,
-               "test_accuracy": result.accuracy,
+               "test_accuracy": result.accuracy, **extra_results,
                "per_class_accuracy": dict(zip(run.classes, _none_for_nan(per_class_accuracy(cm)))),
                "confusion_matrix": cm.tolist(), "tta": config["tta"], "train_seconds": train_seconds,
                "parameters": run.model.num_parameters()}
