@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 from minigru import backend, interop, nn, optim
 from minigru.data import DataLoader
 from minigru.models import CNNGRU, RowGRU
-from minigru.train import Trainer, confusion_matrix
+from minigru.train import Accuracy, Trainer, confusion_matrix
 from conftest import cupy_stand_in
 
 CLASSES = 5
@@ -133,7 +133,9 @@ def test_a_training_step_makes_one_host_sync(strict_cupy_backend, kind, loss_kw)
                       progress=False)
     for x, y in _batches(3):
         strict_cupy_backend.counters.reset()
-        loss, correct = trainer.train_step(x, y)
+        accuracy = Accuracy().fresh()
+        loss = trainer.train_step(x, y, [accuracy])
+        correct = accuracy.correct
         assert strict_cupy_backend.counters.syncs == 1, "a step reads only its loss back"
         # Only dropout copies to the device: its uniforms are drawn on the host by design (backend.random_uniform),
         # so a seed gives the same masks on both backends.
@@ -276,5 +278,6 @@ def test_cli_train_and_evaluate_run_on_the_cupy_stand_in(tmp_path, capsys, stric
     strict_cupy_backend.counters.reset()
     assert cli.main(["evaluate", str(out / "checkpoint.npz"), "--backend", "cupy"]) == 0, capsys.readouterr().err
     assert "per-class accuracy" in capsys.readouterr().out
-    # one evaluation pass over the test set: the confusion matrix and the summed loss come back once
-    assert strict_cupy_backend.counters.syncs == 2
+    # one evaluation pass over the test set: each of its two scores (with the recipe's mirror averaging and,
+    # from the same pass, without it) reads its confusion matrix and summed loss back once
+    assert strict_cupy_backend.counters.syncs == 4

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..data.tta import Identity
 from ..nn.module import no_grad
-from .metric_hooks import resolve_metrics
+from .metric_hooks import Accuracy, ConfusionMatrix, resolve_metrics
 from .progress import EpochProgress
 
 __all__ = ["EvalResult", "evaluate", "batches"]
@@ -54,11 +54,18 @@ def batches(loader):
 
 
 class _Accumulator:
-    """Loss sum (kept on the device) and fresh copies of the metrics, for one score."""
+    """Loss sum (kept on the device) and fresh copies of the metrics, for one score.
+
+    When the confusion matrix is measured, the accuracy is its trace over the samples rather
+    than a count of its own: on a GPU a pass then reads back two things at its end (the loss
+    sum and the matrix), however many batches it has.
+    """
 
     def __init__(self, loss_fn, metrics):
         self.loss_fn = loss_fn
-        self.metrics = [m.fresh() for m in metrics]
+        with_cm = any(isinstance(m, ConfusionMatrix) for m in metrics)
+        self.accuracy_from_cm = with_cm and any(isinstance(m, Accuracy) for m in metrics)
+        self.metrics = [m.fresh() for m in metrics if not (self.accuracy_from_cm and isinstance(m, Accuracy))]
         self.loss_sum, self.samples = 0.0, 0
 
     def update(self, outputs, y):
@@ -69,8 +76,11 @@ class _Accumulator:
             m.update(outputs, y)
 
     def result(self, plain=None) -> EvalResult:
-        return EvalResult(float(self.loss_sum) / self.samples, {m.name: m.result() for m in self.metrics},
-                          self.samples, plain)
+        values = {m.name: m.result() for m in self.metrics}
+        if self.accuracy_from_cm:
+            cm = values["confusion_matrix"]
+            values = {"accuracy": float(np.trace(cm)) / self.samples, **values}
+        return EvalResult(float(self.loss_sum) / self.samples, values, self.samples, plain)
 
 
 def _check_views(tta, tta_weights):

@@ -74,23 +74,33 @@ class Accuracy(Metric):
 
 
 class ConfusionMatrix(Metric):
-    """``cm[i, j]``: samples of true class i predicted as j (NumPy int64 (K, K)); evaluation only."""
+    """``cm[i, j]``: samples of true class i predicted as j (NumPy int64 (K, K)); evaluation only.
+
+    Batches are counted without checking the labels' range (``check=False``: on a GPU the check
+    reads values back every batch); labels out of range are not counted, which ``result()``
+    notices once, comparing the count with the number of samples.
+    """
 
     name = "confusion_matrix"
     during_training = False
     scalar = False
 
     def reset(self) -> None:
-        self.cm = None
+        self.cm, self.samples = None, 0
 
     def update(self, outputs, targets) -> None:
-        batch = confusion_matrix(targets, outputs, num_classes=outputs.shape[1])
+        batch = confusion_matrix(targets, outputs, num_classes=outputs.shape[1], check=False)
         self.cm = batch if self.cm is None else self.cm + batch
+        self.samples += int(targets.shape[0])
 
     def result(self) -> np.ndarray:
         if self.cm is None:
             raise ValueError("confusion matrix of no samples is undefined")
-        return backend.to_numpy(self.cm)
+        cm = backend.to_numpy(self.cm)
+        if int(cm.sum()) != self.samples:
+            raise ValueError(f"{self.samples - int(cm.sum())} of {self.samples} evaluation labels are not class "
+                             f"indices in [0, {len(cm) - 1}]")
+        return cm
 
 
 def classification_metrics() -> list[Metric]:
