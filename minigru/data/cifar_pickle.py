@@ -17,6 +17,16 @@ reconstruction::
 Python 3 writes), for numeric dtypes only, and refuses every other global
 (``os.system``, ``builtins.eval``, ``subprocess.Popen``, ...) *before* anything
 is called, with :class:`~minigru.data.UnsafeDataError`.
+
+Python 3 writes ``bytes`` (an array's pixels, or the keys of a dict loaded with
+``encoding="bytes"``) at protocols 0-2 as a call, because those protocols
+predate a bytes opcode: ``_codecs.encode(<str>, "latin1")``, and
+``builtins.bytes()`` for an empty one (``pickle.Pickler.save_bytes``). The
+unpickler accepts exactly these two calls: ``_codecs.encode`` with a ``str``
+and the literal encoding ``"latin1"`` (no other codec is ever looked up, so no
+codec module is imported and no bytes-to-bytes codec such as ``zlib`` runs),
+and ``bytes`` with no argument at all (``bytes(n)`` would allocate ``n``
+bytes). Any other argument is refused like a foreign global.
 """
 from __future__ import annotations
 
@@ -45,9 +55,16 @@ def _numeric_dtype(*args):
 
 
 def _reconstruct_ndarray(subtype, shape, dtype_code):
-    """``numpy.core.multiarray._reconstruct`` restricted to plain ``numpy.ndarray``."""
+    """``numpy.core.multiarray._reconstruct`` restricted to plain, empty ``numpy.ndarray``.
+
+    numpy pickles every array as an empty ``_reconstruct(ndarray, (0,), b"b")``
+    filled in by its state afterwards; any other shape would only serve to make
+    numpy allocate memory the file does not contain.
+    """
     if subtype is not np.ndarray:
         raise UnsafeDataError(f"refusing to rebuild an array of type {subtype!r}: only numpy.ndarray is allowed")
+    if type(shape) is not tuple or shape != (0,):
+        raise UnsafeDataError(f"refusing numpy's _reconstruct with shape {shape!r}: numpy pickles write (0,)")
     return _NUMPY_RECONSTRUCT(np.ndarray, shape, dtype_code)
 
 
@@ -57,6 +74,23 @@ def _array_from_buffer(buffer, dtype, shape, order):
     return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
 
 
+def _latin1_bytes(*args):
+    """``_codecs.encode(text, "latin1")``, the only form in which Python 3 pickles non-empty bytes at protocols 0-2."""
+    if len(args) != 2 or type(args[0]) is not str or type(args[1]) is not str or args[1] != "latin1":
+        shown = ", ".join(repr(a)[:40] for a in args)
+        raise UnsafeDataError(f"refusing to unpickle the call _codecs.encode({shown}): only "
+                              "_codecs.encode(<str>, 'latin1'), Python 3's way of pickling bytes, is allowed")
+    return args[0].encode("latin1")  # a character above U+00FF raises UnicodeEncodeError: a corrupt file
+
+
+def _empty_bytes(*args):
+    """``bytes()``, the form in which Python 3 pickles ``b""`` at protocols 0-2; never ``bytes(n)`` or ``bytes(obj)``."""
+    if args:
+        raise UnsafeDataError(f"refusing to unpickle the call bytes({repr(args[0])[:40]}, ...): only bytes() "
+                              "with no argument (an empty bytes object) is allowed")
+    return b""
+
+
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct_ndarray,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct_ndarray,
@@ -64,6 +98,9 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.numeric", "_frombuffer"): _array_from_buffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): _numeric_dtype,
+    ("_codecs", "encode"): _latin1_bytes,
+    ("__builtin__", "bytes"): _empty_bytes,  # the name Python 3 writes with fix_imports=True (the default)
+    ("builtins", "bytes"): _empty_bytes,
 }
 
 
@@ -84,6 +121,16 @@ class CifarUnpickler(pickle.Unpickler):
                 "The file is not a genuine CIFAR-10 batch and may be malicious; nothing in it was run. "
                 "Delete it and use the official binary version (cifar-10-binary.tar.gz).")
         return allowed
+
+    def load(self):
+        # The reconstruction functions above do not know the file; every refusal must name it.
+        try:
+            return super().load()
+        except UnsafeDataError as err:
+            if str(err).startswith(f"{self.source}:"):
+                raise
+            raise UnsafeDataError(f"{self.source}: {err}. The file is not a genuine CIFAR-10 batch and may be "
+                                  "malicious; nothing in it was run.") from err
 
 
 def safe_unpickle(data: bytes, source: str = "<pickle>"):
