@@ -295,6 +295,23 @@ def test_archive_extracted_then_cached(tmp_path, parts):
     check_loaded(load_cifar10(root, download=False), parts)  # second call reads the extracted folder
 
 
+def test_archive_on_disk_checked_against_md5(tmp_path, parts):
+    root = tmp_path / "root"
+    root.mkdir()
+    archive = root / "cifar-10-binary.tar.gz"
+    actual = make_archive(archive, parts)
+    for wrong in (CIFAR10_MD5, actual[::-1], actual[:-1] + ("0" if actual[-1] != "0" else "1")):
+        with pytest.raises(DatasetError) as info:
+            load_cifar10(root, download=True, md5=wrong, url="http://127.0.0.1:9/never-contacted.tar.gz")
+        message = str(info.value)
+        assert str(archive) in message and actual in message and wrong in message
+        assert "\n" not in message
+        assert not (root / "cifar-10-batches-bin").exists() and archive.is_file()  # not used, not deleted
+    with pytest.raises(ValueError, match="32 hexadecimal digits"):
+        load_cifar10(root, download=False, md5="md5-of-my-archive")
+    check_loaded(load_cifar10(root, download=False, md5=f" {actual.upper()} "), parts)
+
+
 def _member(name, type_=tarfile.REGTYPE, linkname="", data=b"x"):
     info = tarfile.TarInfo(name)
     info.type, info.linkname = type_, linkname

@@ -19,16 +19,20 @@
 If none is there and ``download=True``, the archive is downloaded with pooch
 from :data:`CIFAR10_URL` (or ``url=``, or ``$MINIGRU_CIFAR10_URL``), its MD5
 is checked against :data:`CIFAR10_MD5` (or ``md5=``), and it is extracted; a
-second call then finds the extracted folder and downloads nothing. Extracted
-folders are checked for structure (file names, sizes, label values), not
-checksums: only a fresh download can be compared with the official hash.
+second call then finds the extracted folder and downloads nothing. An archive
+already on disk is checked against ``md5=`` when one is given (without it, any
+archive of the right layout is accepted, so that classroom subsets work).
+Extracted folders are checked for structure (file names, sizes, label values),
+not checksums: an MD5 describes the archive, and a folder has none to compare.
 ``root`` may also be the ``cifar-10-batches-bin`` or ``cifar-10-batches-py``
 folder itself.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 
@@ -155,6 +159,25 @@ def _extract_archive(archive: pathlib.Path, root: pathlib.Path) -> Classificatio
     return data
 
 
+def _normalise_md5(md5: str) -> str:
+    text = str(md5).strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{32}", text):
+        raise ValueError(f"md5 must be 32 hexadecimal digits, got {md5!r}")
+    return text
+
+
+def _check_md5(archive: pathlib.Path, md5: str) -> None:
+    """Raise DatasetError naming ``archive`` and both hashes if its MD5 is not ``md5``."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(archive, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != md5:
+        raise DatasetError(f"{archive}: MD5 {digest.hexdigest()} does not match the expected {md5}; the file is "
+                           "damaged or not the archive you meant, and was not used. Delete it to download "
+                           "it again, or pass the md5= of the archive you trust")
+
+
 def _download(root: pathlib.Path, url: str, md5: str, progress: bool) -> pathlib.Path:
     pooch = require_optional("pooch", "downloading CIFAR-10")
     if progress:
@@ -215,7 +238,9 @@ def load_cifar10(root=None, download: bool = True, *, url: str | None = None, md
     download : fetch the official archive when no copy is found (needs pooch:
         ``pip install 'minigru[train]'``).
     url : where to download from (default ``$MINIGRU_CIFAR10_URL`` or :data:`CIFAR10_URL`).
-    md5 : expected MD5 of the downloaded archive (default :data:`CIFAR10_MD5`).
+    md5 : expected MD5 of the archive: of a download (default :data:`CIFAR10_MD5`),
+        and of an archive already in ``root`` when given (extracted folders
+        have no hash to compare and are checked for structure only).
     progress : show a download progress bar (tqdm).
 
     Returns
@@ -230,10 +255,13 @@ def load_cifar10(root=None, download: bool = True, *, url: str | None = None, md
     DatasetNotFoundError : no copy found and downloading was off or failed; the
         message says where to put which files.
     DatasetError : a file is missing, truncated or corrupt (the message names
-        it), or the download failed its checksum (the file is discarded).
+        it), the download failed its checksum (the file is discarded), or an
+        archive on disk does not have the ``md5`` given (the file is kept, unused).
+    ValueError : ``md5`` is not 32 hexadecimal digits.
     UnsafeDataError : a pickle or archive tried to run code or escape ``root``.
     """
     root = data_root(root)
+    md5 = None if md5 is None else _normalise_md5(md5)
     found = _find_local(root)
     if found is None:
         if not download:
@@ -243,4 +271,6 @@ def load_cifar10(root=None, download: bool = True, *, url: str | None = None, md
                             md5 or CIFAR10_MD5, progress)
         return _extract_archive(archive, root)
     load, path = found
+    if md5 is not None and path.name == ARCHIVE_NAME:
+        _check_md5(path, md5)
     return load(path)
