@@ -10,12 +10,24 @@ Classes are the sub-folder names in sorted order (``classes[label]``), or the
 ones you list. Images are read with Pillow when indexed, converted to RGB
 (grayscale, palette and RGBA images alike) and returned channels-first as
 uint8 ``(3, H, W)``, resized to ``target_size`` if given. Files whose
-extension is not an image format are ignored.
+extension is not an image format, and hidden files and folders (names starting
+with ``.``), are ignored. A file Pillow cannot decode, and an image over
+Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 89
+million pixels), raise :class:`~minigru.data.DatasetError` naming the file.
+
+Symbolic links to folders and to images are followed, but every real folder is
+searched once and every real image is listed once per class: a link whose
+target is already part of the class (a loop back to a parent folder, a second
+name for a folder or an image) adds nothing. Where one real image can be
+reached by several paths, the path through the fewest links is the one kept
+(between paths with as many links, the first in sample order). Hard links are
+separate files.
 """
 from __future__ import annotations
 
 import os
 import pathlib
+import warnings
 
 import numpy as np
 
@@ -31,15 +43,64 @@ def _pil_image():
     return require_optional("PIL.Image", "ImageFolder (reading image files)")
 
 
+def _list_folder(directory: pathlib.Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(directory) as it:
+            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as err:  # silently skipping a folder would silently drop its images
+        raise DatasetError(f"ImageFolder: cannot list folder {directory}: {err.strerror or err}") from err
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows links
+    except OSError:  # a link loop between two links (ELOOP): not a folder; reading it fails and names it
+        return False
+
+
 def _image_files(folder: pathlib.Path) -> list[pathlib.Path]:
-    # sorted(os.walk(...)) orders folders by path, as torchvision does, so sample indices agree with it.
-    files = []
-    for dirpath, dirnames, filenames in sorted(os.walk(folder, followlinks=True)):
-        if any(part.startswith(".") for part in pathlib.Path(dirpath).relative_to(folder).parts):
-            continue
-        files.extend(pathlib.Path(dirpath) / f for f in sorted(filenames)
-                     if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
-    return files
+    """The images under ``folder``, each real file once (see the module docstring), in sample order.
+
+    Sample order is torchvision's: folders sorted by path, files sorted by name in each.
+    Folders are searched in rounds: round 0 walks the real tree without following links;
+    round k follows the folder links met in round k-1. A folder whose real path was
+    already searched is skipped, so a link back to an ancestor ends there, and every
+    image is first met by a path through the fewest links.
+    """
+    searched = set()   # real paths of the folders searched
+    candidates = []    # (links on the path, folder, file name, real path of the file)
+    round_, start = 0, [folder]
+    while start:
+        next_round = []
+        for top in start:
+            stack = [top]
+            while stack:
+                directory = stack.pop()
+                real_dir = os.path.realpath(directory)
+                if real_dir in searched:
+                    continue
+                searched.add(real_dir)
+                subfolders = []
+                for entry in _list_folder(directory):
+                    if _is_dir(entry):
+                        (next_round if entry.is_symlink() else subfolders).append(pathlib.Path(entry.path))
+                    elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                        linked = entry.is_symlink()
+                        real = os.path.realpath(entry.path) if linked else os.path.join(real_dir, entry.name)
+                        candidates.append((round_ + linked, directory, entry.name, real))
+                stack.extend(reversed(subfolders))
+        round_, start = round_ + 1, sorted(next_round)
+
+    def sample_order(c):
+        return str(c[1]), c[2]
+
+    kept, claimed = set(), set()
+    for candidate in sorted(candidates, key=lambda c: (c[0], *sample_order(c))):
+        if candidate[3] not in claimed:
+            claimed.add(candidate[3])
+            kept.add((candidate[1], candidate[2]))
+    return [directory / name for _, directory, name, _ in sorted(candidates, key=sample_order)
+            if (directory, name) in kept]
 
 
 class ImageFolder:
@@ -94,7 +155,12 @@ class ImageFolder:
     def _read(self, path: pathlib.Path) -> np.ndarray:
         Image = _pil_image()
         try:
-            with Image.open(path) as img:
+            # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; both are refused here.
+            # (catch_warnings changes process-wide state: images are read from one thread.)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(path)
+            with img:
                 img.load()
                 if img.mode != "RGB":
                     img = img.convert("RGBA").convert("RGB") if img.mode == "P" else img.convert("RGB")
@@ -103,7 +169,11 @@ class ImageFolder:
                     if img.size != (w, h):
                         img = img.resize((w, h), Image.BILINEAR)
                 array = np.asarray(img, dtype=np.uint8)
-        except (OSError, ValueError, SyntaxError) as err:  # PIL.UnidentifiedImageError is an OSError
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise DatasetError(f"ImageFolder: refusing image {path}: {err} If it is a genuine image, raise "
+                               "PIL.Image.MAX_IMAGE_PIXELS (or shrink the file) first") from err
+        except Exception as err:  # Pillow's decoders raise many types on damaged files (OSError, struct.error,
+            # EOFError, IndexError, ...): each is this file's fault, and the user must learn which file it is
             raise DatasetError(f"ImageFolder: cannot read image {path}: {type(err).__name__}: {err}") from err
         if self.target_size is None:
             if self._size is None:
