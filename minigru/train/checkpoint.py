@@ -14,23 +14,33 @@ File layout (open it with ``np.load(path)`` to look inside):
 * ``__checkpoint__``: UTF-8 JSON text (as a uint8 array) with everything else;
   where an array belongs it holds ``{"__array__": "<npz key>"}``.
 
+The JSON also records the SHA-256 of every array (``"arrays"``), checked on
+every load, on top of the zip's own CRC-32 of each member.
+
 It is written atomically (a temporary file in the same folder, flushed to
 disk, then renamed over the target), so a crash never leaves a half-written
-checkpoint behind; it is read with ``np.load(..., allow_pickle=False)``.
+checkpoint behind, and with the permissions of any new file (``0o666`` minus
+the umask). The temporary file of a save that was killed outright is deleted
+by the next save or load of that checkpoint. Loading parses the zip and the
+``.npy`` headers strictly and never needs pickle; whatever is wrong with a
+file (a ``.npy`` instead of an ``.npz``, damaged bytes, truncation, metadata of
+the wrong JSON types, arrays that do not match their record) raises
+:class:`CheckpointError` naming it, before anything is restored. The file
+layer is :mod:`minigru.train.checkpoint_file`.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
-import tempfile
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import __version__, backend
+from .checkpoint_file import CheckpointError, array_digest, read_arrays, remove_stale_temps, write_arrays
 from .history import History
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "module_rngs", "CheckpointError",
@@ -39,10 +49,6 @@ __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "module_rngs
 META_KEY = "__checkpoint__"
 FORMAT = "minigru-checkpoint"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is unreadable, or does not fit the model/optimizer it is loaded into."""
 
 
 @dataclass
@@ -79,13 +85,17 @@ def _encode(obj, key: str, arrays: dict):
                     "strings, None, lists and dicts (no pickle)")
 
 
-def _decode(obj, arrays: dict):
+def _decode(obj, arrays: dict, path: str, where: str = "metadata"):
+    """``obj`` with every ``{"__array__": name}`` replaced by that array of the file."""
     if isinstance(obj, dict):
-        if set(obj) == {"__array__"}:
-            return arrays[obj["__array__"]]
-        return {k: _decode(v, arrays) for k, v in obj.items()}
+        if "__array__" in obj:
+            ref = obj["__array__"]
+            if len(obj) != 1 or not isinstance(ref, str) or ref not in arrays:
+                raise _damaged(path, f"{where} refers to an array {ref!r} that the file does not hold")
+            return arrays[ref]
+        return {k: _decode(v, arrays, path, f"{where}/{k}") for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_decode(v, arrays) for v in obj]
+        return [_decode(v, arrays, path, f"{where}/{i}") for i, v in enumerate(obj)]
     return obj
 
 
@@ -112,35 +122,10 @@ def _as_loader_dict(loaders) -> dict:
 
 
 # -------------------------------------------------------------------- save
-def _atomic_savez(path: str, arrays: dict) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old file or the new one
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable (not possible on every OS/filesystem)
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def save_checkpoint(path, model, optimizer=None, scheduler=None, *, epoch=None, history=None, loaders=None,
                     rngs=None, extra=None) -> str:
-    """Write a training checkpoint to ``path`` (one ``.npz`` file, replaced atomically).
+    """Write a training checkpoint to ``path`` (one ``.npz`` file, replaced atomically; the
+    temporary files of earlier saves of ``path`` that were killed are deleted first).
 
     Parameters
     ----------
@@ -175,49 +160,115 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, *, epoch=None, 
                     for name, loader in _as_loader_dict(loaders).items()},
         "extra": _encode(extra or {}, "extra", arrays),
     }
+    meta["arrays"] = {name: array_digest(array) for name, array in arrays.items()}
     text = json.dumps(meta)
     arrays[META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    _atomic_savez(path, arrays)
+    write_arrays(path, arrays)
     return path
 
 
 # -------------------------------------------------------------------- load
+def _damaged(path: str, what: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {path!r} is damaged or was not written by minigru: {what}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_state(value) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("class"), str) and isinstance(value.get("state"), dict)
+
+
+# key: (check, description, value when absent); "model" must be present
+_FIELDS = {
+    "model": (lambda v: isinstance(v, dict), "an object of arrays", None),
+    "model_class": (lambda v: isinstance(v, str), "a string", "?"),
+    "model_rngs": (lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+                   "an object of generator states", {}),
+    "rngs": (lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+             "an object of generator states", {}),
+    "epoch": (lambda v: v is None or (_is_int(v) and v >= 0), "null or a count of epochs", None),
+    "history": (lambda v: v is None or isinstance(v, dict), "null or an object", None),
+    "optimizer": (lambda v: v is None or _is_state(v), 'null or {"class": ..., "state": {...}}', None),
+    "scheduler": (lambda v: v is None or _is_state(v), 'null or {"class": ..., "state": {...}}', None),
+    "loaders": (lambda v: isinstance(v, dict), "an object of loader states", {}),
+    "extra": (lambda v: isinstance(v, dict), "an object", {}),
+    "arrays": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+               "an object of array digests", None),
+}
+
+
+def _parse_meta(path: str, arrays: dict) -> dict:
+    if META_KEY not in arrays:
+        names = sorted(arrays)
+        raise CheckpointError(f"{path!r} is an .npz file but not a minigru checkpoint (it holds "
+                              f"{names[:5]}{' ...' if len(names) > 5 else ''}); plain weights can be "
+                              "loaded with model.load_state_dict(dict(np.load(path)))")
+    raw = arrays.pop(META_KEY)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise _damaged(path, f"its metadata is a {raw.dtype} array of shape {raw.shape}, not UTF-8 text")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise _damaged(path, f"its metadata is not JSON text ({type(err).__name__}: {err})") from err
+    if not isinstance(meta, dict):
+        raise _damaged(path, f"its metadata is a JSON {type(meta).__name__}, not an object")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path!r} is not a minigru checkpoint (format {meta.get('format')!r})")
+    version = meta.get("format_version", 0)
+    if not _is_int(version):
+        raise _damaged(path, f"format_version is {version!r}, not an integer")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path!r} was written by a newer minigru (checkpoint format "
+                              f"{version}, this version reads up to {FORMAT_VERSION}); upgrade minigru")
+    if "model" not in meta:
+        raise _damaged(path, "its metadata has no 'model' entry")
+    for key, (check, description, default) in _FIELDS.items():
+        if key not in meta:
+            meta[key] = default
+        elif not check(meta[key]):
+            raise _damaged(path, f"'{key}' must be {description}, found {json.dumps(meta[key])[:80]}")
+    return meta
+
+
+def _check_digests(path: str, digests: dict, arrays: dict) -> None:
+    missing = sorted(set(digests) - set(arrays))
+    unexpected = sorted(set(arrays) - set(digests))
+    if missing or unexpected:
+        raise _damaged(path, f"arrays {missing} are missing and {unexpected} were not written by save_checkpoint"
+                       if missing and unexpected else
+                       f"arrays {missing} are missing" if missing else
+                       f"arrays {unexpected} were not written by save_checkpoint")
+    changed = [name for name in sorted(arrays) if array_digest(arrays[name]) != digests[name]]
+    if changed:
+        raise _damaged(path, f"array {changed[0]!r}{f' (and {len(changed) - 1} more)' if len(changed) > 1 else ''} "
+                       "does not match the SHA-256 recorded when it was saved")
+
+
 def read_checkpoint(path) -> dict:
     """Decode a checkpoint file without a model: a dict with ``"model"`` (name -> NumPy array),
     ``"optimizer"``, ``"scheduler"``, ``"loaders"``, ``"epoch"``, ``"history"``, ``"extra"``, ...
 
     Raises FileNotFoundError for a missing file and :class:`CheckpointError`
-    for a corrupt, truncated or foreign one.
+    for a corrupt, truncated, foreign or inconsistent one (the message names
+    it). Temporary files of killed saves of ``path`` are deleted first.
     """
     path = os.fspath(path)
+    remove_stale_temps(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path!r} (current folder: {os.getcwd()})")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = list(npz.files)
-            if META_KEY not in names:
-                raise CheckpointError(f"{path!r} is an .npz file but not a minigru checkpoint (it holds "
-                                      f"{names[:5]}{' ...' if len(names) > 5 else ''}); plain weights can be "
-                                      "loaded with model.load_state_dict(dict(np.load(path)))")
-            arrays = {name: npz[name] for name in names}  # reading checks every member's CRC
-        meta = json.loads(arrays.pop(META_KEY).tobytes().decode("utf-8"))
-    except CheckpointError:
-        raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError, TypeError) as err:
-        # NumPy's own ValueError text advises allow_pickle=True for a file it cannot read, which would run
-        # any code inside a hostile file: it is never repeated. A .npy file loads as an array (TypeError).
-        reason = "not an .npz archive" if isinstance(err, (ValueError, TypeError)) else f"{type(err).__name__}: {err}"
-        raise CheckpointError(f"cannot read checkpoint {path!r}: the file is corrupt or truncated, or not an "
-                              f".npz file ({reason})") from err
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path!r} is not a minigru checkpoint (format {meta.get('format')!r})")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path!r} was written by a newer minigru (checkpoint format "
-                              f"{meta['format_version']}, this version reads up to {FORMAT_VERSION}); upgrade minigru")
-    try:
-        return _decode(meta, arrays)
-    except KeyError as err:
-        raise CheckpointError(f"checkpoint {path!r} is damaged: array {err} is missing") from err
+    arrays = read_arrays(path)
+    meta = _parse_meta(path, arrays)
+    digests = meta.pop("arrays")
+    if digests is not None:  # files of minigru versions before the digests have only the zip's CRC-32
+        _check_digests(path, digests, arrays)
+    data = _decode(meta, arrays, path)
+    for name, value in data["model"].items():
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+            what = f"a {value.dtype} array" if isinstance(value, np.ndarray) else json.dumps(value)[:40]
+            raise _damaged(path, f"model weight {name!r} is {what}, not a numeric array")
+    return data
 
 
 def _check_model(path, saved: dict, model, strict: bool, saved_class: str) -> None:
@@ -239,6 +290,17 @@ def _check_model(path, saved: dict, model, strict: bool, saved_class: str) -> No
                               + ". Build the model with the same settings it was trained with.")
 
 
+@contextlib.contextmanager
+def _restoring(path: str, what: str):
+    """Report a state the object refuses (its types or contents are wrong) as a CheckpointError naming the file."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError) as err:
+        raise CheckpointError(f"checkpoint {path!r}: cannot restore the {what}: {type(err).__name__}: {err}") from err
+
+
 def _check_class(path, what: str, saved, obj) -> None:
     if saved is None:
         raise CheckpointError(f"checkpoint {path!r} holds no {what} state, but a {what} was given to restore")
@@ -247,11 +309,11 @@ def _check_class(path, what: str, saved, obj) -> None:
                               f"not of a {type(obj).__name__}")
 
 
-def _restore_generator(generator, state, name) -> None:
-    try:
-        generator.bit_generator.state = state
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"cannot restore random generator {name!r}: {err}") from err
+def _check_generator_state(path, generator, state, name) -> None:
+    """Try ``state`` on a scratch generator of the same kind, so that a bad one fails before anything changes."""
+    scratch = type(generator.bit_generator)()
+    with _restoring(path, f"random generator {name!r}"):
+        scratch.state = state
 
 
 def load_checkpoint(path, model, optimizer=None, scheduler=None, *, loaders=None, rngs=None,
@@ -264,46 +326,61 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, *, loaders=None
     (found by :func:`module_rngs`) are always restored. With ``strict``,
     missing or unexpected weights are an error; shape mismatches always are.
 
+    Every check that needs no change to an object (the file, the weights'
+    names and shapes, the classes, the history, the generator states) runs
+    before anything is restored. The loaders' states are restored last: they
+    are the only ones that cannot be tried beforehand.
+
     Returns a :class:`LoadedCheckpoint` with the epoch, the History and ``extra``.
+    Raises FileNotFoundError (no file) or :class:`CheckpointError` (naming the file).
     """
     path = os.fspath(path)
     data = read_checkpoint(path)
-    _check_model(path, data["model"], model, strict, data.get("model_class", "?"))
+    _check_model(path, data["model"], model, strict, data["model_class"])
     if optimizer is not None:
         _check_class(path, "optimizer", data["optimizer"], optimizer)
     if scheduler is not None:
         _check_class(path, "scheduler", data["scheduler"], scheduler)
     loaders = _as_loader_dict(loaders)
-
-    try:  # the optimizer checks everything before changing itself, so a misfit changes nothing
-        if optimizer is not None:
-            optimizer.load_state_dict(data["optimizer"]["state"])
-        if scheduler is not None:
-            scheduler.load_state_dict(data["scheduler"]["state"])
-    except (ValueError, KeyError, IndexError) as err:
-        raise CheckpointError(f"checkpoint {path!r}: {err}") from err
-    model.load_state_dict(data["model"], strict=strict)
-    for name, loader in loaders.items():
-        if name in data["loaders"]:
-            loader.load_state_dict(data["loaders"][name])
-        else:
-            warnings.warn(f"checkpoint {path!r} holds no state for loader {name!r}; its order will differ "
-                          "from the original run", stacklevel=2)
+    with _restoring(path, "history"):
+        history = History.from_dict(data["history"]) if data["history"] is not None else None
+    # Everything that can be checked without changing an object is checked first, so that a bad file
+    # leaves the model, optimizer and generators as they were.
     saved_rngs = data["model_rngs"]
-    for name, generator in module_rngs(model).items():
+    model_generators = module_rngs(model)
+    for name, generator in model_generators.items():
         if name in saved_rngs:
-            _restore_generator(generator, saved_rngs[name], name)
-        else:
-            warnings.warn(f"checkpoint {path!r} holds no state for the model's random generator {name!r}",
-                          stacklevel=2)
+            _check_generator_state(path, generator, saved_rngs[name], name)
     for name, generator in (rngs or {}).items():
         if name not in data["rngs"]:
             raise CheckpointError(f"checkpoint {path!r} holds no random generator {name!r} "
                                   f"(it has {sorted(data['rngs'])})")
-        _restore_generator(generator, data["rngs"][name], name)
-    history = data.get("history")
-    return LoadedCheckpoint(epoch=data.get("epoch"),
-                            history=History.from_dict(history) if history is not None else None,
-                            extra=data.get("extra") or {},
+        _check_generator_state(path, generator, data["rngs"][name], name)
+
+    # the optimizer checks everything before changing itself, so a misfit changes nothing
+    if optimizer is not None:
+        with _restoring(path, "optimizer state"):
+            optimizer.load_state_dict(data["optimizer"]["state"])
+    if scheduler is not None:
+        with _restoring(path, "scheduler state"):
+            scheduler.load_state_dict(data["scheduler"]["state"])
+    with _restoring(path, "model weights"):
+        model.load_state_dict(data["model"], strict=strict)
+    for name, generator in model_generators.items():
+        if name in saved_rngs:
+            generator.bit_generator.state = saved_rngs[name]
+        else:
+            warnings.warn(f"checkpoint {path!r} holds no state for the model's random generator {name!r}",
+                          stacklevel=2)
+    for name, generator in (rngs or {}).items():
+        generator.bit_generator.state = data["rngs"][name]
+    for name, loader in loaders.items():  # last: a loader cannot be checked without being changed
+        if name in data["loaders"]:
+            with _restoring(path, f"state of loader {name!r}"):
+                loader.load_state_dict(data["loaders"][name])
+        else:
+            warnings.warn(f"checkpoint {path!r} holds no state for loader {name!r}; its order will differ "
+                          "from the original run", stacklevel=2)
+    return LoadedCheckpoint(epoch=data["epoch"], history=history, extra=data["extra"],
                             meta={k: data[k] for k in ("format_version", "minigru_version", "created", "model_class")
                                   if k in data})
