@@ -309,6 +309,44 @@ def _check_class(path, what: str, saved, obj) -> None:
                               f"not of a {type(obj).__name__}")
 
 
+def _kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float, np.number)):
+        return "number"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    return {str: "text", dict: "object"}.get(type(value), "array" if backend.is_array(value) else type(value).__name__)
+
+
+def _check_like(path: str, what: str, saved, current, unexpected_keys: bool, where: str = "") -> None:
+    """Refuse a saved state whose values are of other kinds than the live object's own state (and, with
+    ``unexpected_keys=False``, one with keys that state lacks), before it is handed to ``load_state_dict``.
+
+    The schedulers restore their state with ``__dict__.update``: without this, a damaged file could set any
+    attribute (even replace ``step``) to anything. A null on either side is accepted (a value set later).
+    """
+    if saved is None or current is None:
+        return
+    kind, expected = _kind(saved), _kind(current)
+    if kind != expected:
+        raise CheckpointError(f"checkpoint {path!r}: the saved {what}{where} is a {kind} where this {what} "
+                              f"holds a {expected}")
+    if kind == "object":
+        extra = sorted(set(saved) - set(map(str, current)))
+        if extra and not unexpected_keys:
+            raise CheckpointError(f"checkpoint {path!r}: the saved {what}{where} has entries {extra} that this "
+                                  f"{what} does not have")
+        for key, value in current.items():
+            if str(key) in saved:
+                _check_like(path, what, saved[str(key)], value, unexpected_keys, f"{where}[{str(key)!r}]")
+    elif kind == "list":
+        for i, (a, b) in enumerate(zip(saved, current)):
+            _check_like(path, what, a, b, unexpected_keys, f"{where}[{i}]")
+
+
 def _check_generator_state(path, generator, state, name) -> None:
     """Try ``state`` on a scratch generator of the same kind, so that a bad one fails before anything changes."""
     scratch = type(generator.bit_generator)()
@@ -342,6 +380,15 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, *, loaders=None
     if scheduler is not None:
         _check_class(path, "scheduler", data["scheduler"], scheduler)
     loaders = _as_loader_dict(loaders)
+    if optimizer is not None:  # groups gain keys from schedulers ("initial_lr"): only the kinds are compared
+        saved_groups = data["optimizer"]["state"].get("param_groups")
+        for i, (saved, group) in enumerate(zip(saved_groups if isinstance(saved_groups, list) else [],
+                                               optimizer.param_groups)):
+            _check_like(path, "optimizer", saved, {k: v for k, v in group.items() if k != "params"},
+                        unexpected_keys=True, where=f" param_groups[{i}]")
+    if scheduler is not None:
+        _check_like(path, "scheduler", data["scheduler"]["state"], scheduler.state_dict(), unexpected_keys=False,
+                    where=" state")
     with _restoring(path, "history"):
         history = History.from_dict(data["history"]) if data["history"] is not None else None
     # Everything that can be checked without changing an object is checked first, so that a bad file
