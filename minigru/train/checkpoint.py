@@ -26,7 +26,8 @@ by the next save or load of that checkpoint. Loading parses the zip and the
 file (a ``.npy`` instead of an ``.npz``, damaged bytes, truncation, metadata of
 the wrong JSON types, arrays that do not match their record) raises
 :class:`CheckpointError` naming it, before anything is restored. The file
-layer is :mod:`minigru.train.checkpoint_file`.
+layer is :mod:`minigru.train.checkpoint_file`, the metadata's schema
+:mod:`minigru.train.checkpoint_format`.
 """
 from __future__ import annotations
 
@@ -41,14 +42,12 @@ import numpy as np
 
 from .. import __version__, backend
 from .checkpoint_file import CheckpointError, array_digest, read_arrays, remove_stale_temps, write_arrays
+from .checkpoint_format import FORMAT, FORMAT_VERSION, META_KEY, check_digests, check_like, damaged, parse_meta
 from .history import History
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "module_rngs", "CheckpointError",
            "LoadedCheckpoint"]
 
-META_KEY = "__checkpoint__"
-FORMAT = "minigru-checkpoint"
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -91,7 +90,7 @@ def _decode(obj, arrays: dict, path: str, where: str = "metadata"):
         if "__array__" in obj:
             ref = obj["__array__"]
             if len(obj) != 1 or not isinstance(ref, str) or ref not in arrays:
-                raise _damaged(path, f"{where} refers to an array {ref!r} that the file does not hold")
+                raise damaged(path, f"{where} refers to an array {ref!r} that the file does not hold")
             return arrays[ref]
         return {k: _decode(v, arrays, path, f"{where}/{k}") for k, v in obj.items()}
     if isinstance(obj, list):
@@ -168,84 +167,6 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, *, epoch=None, 
 
 
 # -------------------------------------------------------------------- load
-def _damaged(path: str, what: str) -> CheckpointError:
-    return CheckpointError(f"checkpoint {path!r} is damaged or was not written by minigru: {what}")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_state(value) -> bool:
-    return isinstance(value, dict) and isinstance(value.get("class"), str) and isinstance(value.get("state"), dict)
-
-
-# key: (check, description, value when absent); "model" must be present
-_FIELDS = {
-    "model": (lambda v: isinstance(v, dict), "an object of arrays", None),
-    "model_class": (lambda v: isinstance(v, str), "a string", "?"),
-    "model_rngs": (lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
-                   "an object of generator states", {}),
-    "rngs": (lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
-             "an object of generator states", {}),
-    "epoch": (lambda v: v is None or (_is_int(v) and v >= 0), "null or a count of epochs", None),
-    "history": (lambda v: v is None or isinstance(v, dict), "null or an object", None),
-    "optimizer": (lambda v: v is None or _is_state(v), 'null or {"class": ..., "state": {...}}', None),
-    "scheduler": (lambda v: v is None or _is_state(v), 'null or {"class": ..., "state": {...}}', None),
-    "loaders": (lambda v: isinstance(v, dict), "an object of loader states", {}),
-    "extra": (lambda v: isinstance(v, dict), "an object", {}),
-    "arrays": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
-               "an object of array digests", None),
-}
-
-
-def _parse_meta(path: str, arrays: dict) -> dict:
-    if META_KEY not in arrays:
-        names = sorted(arrays)
-        raise CheckpointError(f"{path!r} is an .npz file but not a minigru checkpoint (it holds "
-                              f"{names[:5]}{' ...' if len(names) > 5 else ''}); plain weights can be "
-                              "loaded with model.load_state_dict(dict(np.load(path)))")
-    raw = arrays.pop(META_KEY)
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise _damaged(path, f"its metadata is a {raw.dtype} array of shape {raw.shape}, not UTF-8 text")
-    try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise _damaged(path, f"its metadata is not JSON text ({type(err).__name__}: {err})") from err
-    if not isinstance(meta, dict):
-        raise _damaged(path, f"its metadata is a JSON {type(meta).__name__}, not an object")
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path!r} is not a minigru checkpoint (format {meta.get('format')!r})")
-    version = meta.get("format_version", 0)
-    if not _is_int(version):
-        raise _damaged(path, f"format_version is {version!r}, not an integer")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(f"{path!r} was written by a newer minigru (checkpoint format "
-                              f"{version}, this version reads up to {FORMAT_VERSION}); upgrade minigru")
-    if "model" not in meta:
-        raise _damaged(path, "its metadata has no 'model' entry")
-    for key, (check, description, default) in _FIELDS.items():
-        if key not in meta:
-            meta[key] = default
-        elif not check(meta[key]):
-            raise _damaged(path, f"'{key}' must be {description}, found {json.dumps(meta[key])[:80]}")
-    return meta
-
-
-def _check_digests(path: str, digests: dict, arrays: dict) -> None:
-    missing = sorted(set(digests) - set(arrays))
-    unexpected = sorted(set(arrays) - set(digests))
-    if missing or unexpected:
-        raise _damaged(path, f"arrays {missing} are missing and {unexpected} were not written by save_checkpoint"
-                       if missing and unexpected else
-                       f"arrays {missing} are missing" if missing else
-                       f"arrays {unexpected} were not written by save_checkpoint")
-    changed = [name for name in sorted(arrays) if array_digest(arrays[name]) != digests[name]]
-    if changed:
-        raise _damaged(path, f"array {changed[0]!r}{f' (and {len(changed) - 1} more)' if len(changed) > 1 else ''} "
-                       "does not match the SHA-256 recorded when it was saved")
-
-
 def read_checkpoint(path) -> dict:
     """Decode a checkpoint file without a model: a dict with ``"model"`` (name -> NumPy array),
     ``"optimizer"``, ``"scheduler"``, ``"loaders"``, ``"epoch"``, ``"history"``, ``"extra"``, ...
@@ -259,15 +180,15 @@ def read_checkpoint(path) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path!r} (current folder: {os.getcwd()})")
     arrays = read_arrays(path)
-    meta = _parse_meta(path, arrays)
+    meta = parse_meta(path, arrays)
     digests = meta.pop("arrays")
     if digests is not None:  # files of minigru versions before the digests have only the zip's CRC-32
-        _check_digests(path, digests, arrays)
+        check_digests(path, digests, arrays)
     data = _decode(meta, arrays, path)
     for name, value in data["model"].items():
         if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
             what = f"a {value.dtype} array" if isinstance(value, np.ndarray) else json.dumps(value)[:40]
-            raise _damaged(path, f"model weight {name!r} is {what}, not a numeric array")
+            raise damaged(path, f"model weight {name!r} is {what}, not a numeric array")
     return data
 
 
@@ -309,44 +230,6 @@ def _check_class(path, what: str, saved, obj) -> None:
                               f"not of a {type(obj).__name__}")
 
 
-def _kind(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float, np.number)):
-        return "number"
-    if isinstance(value, (list, tuple)):
-        return "list"
-    return {str: "text", dict: "object"}.get(type(value), "array" if backend.is_array(value) else type(value).__name__)
-
-
-def _check_like(path: str, what: str, saved, current, unexpected_keys: bool, where: str = "") -> None:
-    """Refuse a saved state whose values are of other kinds than the live object's own state (and, with
-    ``unexpected_keys=False``, one with keys that state lacks), before it is handed to ``load_state_dict``.
-
-    The schedulers restore their state with ``__dict__.update``: without this, a damaged file could set any
-    attribute (even replace ``step``) to anything. A null on either side is accepted (a value set later).
-    """
-    if saved is None or current is None:
-        return
-    kind, expected = _kind(saved), _kind(current)
-    if kind != expected:
-        raise CheckpointError(f"checkpoint {path!r}: the saved {what}{where} is a {kind} where this {what} "
-                              f"holds a {expected}")
-    if kind == "object":
-        extra = sorted(set(saved) - set(map(str, current)))
-        if extra and not unexpected_keys:
-            raise CheckpointError(f"checkpoint {path!r}: the saved {what}{where} has entries {extra} that this "
-                                  f"{what} does not have")
-        for key, value in current.items():
-            if str(key) in saved:
-                _check_like(path, what, saved[str(key)], value, unexpected_keys, f"{where}[{str(key)!r}]")
-    elif kind == "list":
-        for i, (a, b) in enumerate(zip(saved, current)):
-            _check_like(path, what, a, b, unexpected_keys, f"{where}[{i}]")
-
-
 def _check_generator_state(path, generator, state, name) -> None:
     """Try ``state`` on a scratch generator of the same kind, so that a bad one fails before anything changes."""
     scratch = type(generator.bit_generator)()
@@ -384,10 +267,10 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, *, loaders=None
         saved_groups = data["optimizer"]["state"].get("param_groups")
         for i, (saved, group) in enumerate(zip(saved_groups if isinstance(saved_groups, list) else [],
                                                optimizer.param_groups)):
-            _check_like(path, "optimizer", saved, {k: v for k, v in group.items() if k != "params"},
+            check_like(path, "optimizer", saved, {k: v for k, v in group.items() if k != "params"},
                         unexpected_keys=True, where=f" param_groups[{i}]")
     if scheduler is not None:
-        _check_like(path, "scheduler", data["scheduler"]["state"], scheduler.state_dict(), unexpected_keys=False,
+        check_like(path, "scheduler", data["scheduler"]["state"], scheduler.state_dict(), unexpected_keys=False,
                     where=" state")
     with _restoring(path, "history"):
         history = History.from_dict(data["history"]) if data["history"] is not None else None
