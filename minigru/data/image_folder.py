@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import warnings
 
 import numpy as np
 
@@ -154,13 +153,16 @@ class ImageFolder:
 
     def _read(self, path: pathlib.Path) -> np.ndarray:
         Image = _pil_image()
+        bomb = (f"ImageFolder: refusing image {path}: it is over Pillow's decompression-bomb limit of "
+                f"{Image.MAX_IMAGE_PIXELS or 0:,} pixels (PIL.Image.MAX_IMAGE_PIXELS); if it is a genuine image, "
+                "raise that limit (or shrink the file) first")
         try:
-            # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; both are refused here.
-            # (catch_warnings changes process-wide state: images are read from one thread.)
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(path)
-            with img:
+            with Image.open(path) as img:
+                # Pillow only warns between MAX_IMAGE_PIXELS and twice that (it raises above): refuse both,
+                # by checking the size here rather than by changing the process-wide warning filters.
+                limit = Image.MAX_IMAGE_PIXELS
+                if limit is not None and img.size[0] * img.size[1] > limit:
+                    raise DatasetError(f"{bomb} (it is {img.size[0]}x{img.size[1]} pixels)")
                 img.load()
                 if img.mode != "RGB":
                     img = img.convert("RGBA").convert("RGB") if img.mode == "P" else img.convert("RGB")
@@ -169,9 +171,10 @@ class ImageFolder:
                     if img.size != (w, h):
                         img = img.resize((w, h), Image.BILINEAR)
                 array = np.asarray(img, dtype=np.uint8)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            raise DatasetError(f"ImageFolder: refusing image {path}: {err} If it is a genuine image, raise "
-                               "PIL.Image.MAX_IMAGE_PIXELS (or shrink the file) first") from err
+        except DatasetError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:  # the warning: as an error
+            raise DatasetError(f"{bomb} ({err})") from err
         except Exception as err:  # Pillow's decoders raise many types on damaged files (OSError, struct.error,
             # EOFError, IndexError, ...): each is this file's fault, and the user must learn which file it is
             raise DatasetError(f"ImageFolder: cannot read image {path}: {type(err).__name__}: {err}") from err

@@ -75,7 +75,10 @@ def _new_temp(path: str) -> tuple[int, str]:
             continue
         if fcntl is None:
             return fd, tmp
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a filesystem without locks: cleaners cannot lock it either, so they leave it alone
+            return fd, tmp
         if os.fstat(fd).st_nlink > 0:
             return fd, tmp
         # A cleaner in another process saw the file before we locked it and deleted it: take another name.
