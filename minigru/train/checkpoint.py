@@ -257,6 +257,8 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, *, loaders=None
     """
     path = os.fspath(path)
     data = read_checkpoint(path)
+    # Everything that can be checked without changing an object is checked first, so that a bad file
+    # leaves the model, optimizer, scheduler and generators as they were.
     _check_model(path, data["model"], model, strict, data["model_class"])
     if optimizer is not None:
         _check_class(path, "optimizer", data["optimizer"], optimizer)
@@ -268,14 +270,12 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, *, loaders=None
         for i, (saved, group) in enumerate(zip(saved_groups if isinstance(saved_groups, list) else [],
                                                optimizer.param_groups)):
             check_like(path, "optimizer", saved, {k: v for k, v in group.items() if k != "params"},
-                        unexpected_keys=True, where=f" param_groups[{i}]")
+                        allow_new_keys=True, where=f" param_groups[{i}]")
     if scheduler is not None:
-        check_like(path, "scheduler", data["scheduler"]["state"], scheduler.state_dict(), unexpected_keys=False,
+        check_like(path, "scheduler", data["scheduler"]["state"], scheduler.state_dict(), allow_new_keys=False,
                     where=" state")
     with _restoring(path, "history"):
         history = History.from_dict(data["history"]) if data["history"] is not None else None
-    # Everything that can be checked without changing an object is checked first, so that a bad file
-    # leaves the model, optimizer and generators as they were.
     saved_rngs = data["model_rngs"]
     model_generators = module_rngs(model)
     for name, generator in model_generators.items():

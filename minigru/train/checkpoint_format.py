@@ -115,9 +115,9 @@ def _kind(value) -> str:
     return {str: "text", dict: "object"}.get(type(value), "array" if backend.is_array(value) else type(value).__name__)
 
 
-def check_like(path: str, what: str, saved, current, unexpected_keys: bool, where: str = "") -> None:
+def check_like(path: str, what: str, saved, current, allow_new_keys: bool, where: str = "") -> None:
     """Refuse a saved state whose values are of other kinds than the live object's own state (and, with
-    ``unexpected_keys=False``, one with keys that state lacks), before it is handed to ``load_state_dict``.
+    ``allow_new_keys=False``, one with keys that state lacks), before it is handed to ``load_state_dict``.
 
     The schedulers restore their state with ``__dict__.update``: without this, a damaged file could set any
     attribute (even replace ``step``) to anything. A null on either side is accepted (a value set later).
@@ -130,12 +130,12 @@ def check_like(path: str, what: str, saved, current, unexpected_keys: bool, wher
                               f"holds a {expected}")
     if kind == "object":
         extra = sorted(set(saved) - set(map(str, current)))
-        if extra and not unexpected_keys:
+        if extra and not allow_new_keys:
             raise CheckpointError(f"checkpoint {path!r}: the saved {what}{where} has entries {extra} that this "
                                   f"{what} does not have")
         for key, value in current.items():
             if str(key) in saved:
-                check_like(path, what, saved[str(key)], value, unexpected_keys, f"{where}[{str(key)!r}]")
+                check_like(path, what, saved[str(key)], value, allow_new_keys, f"{where}[{str(key)!r}]")
     elif kind == "list":
         for i, (a, b) in enumerate(zip(saved, current)):
-            check_like(path, what, a, b, unexpected_keys, f"{where}[{i}]")
+            check_like(path, what, a, b, allow_new_keys, f"{where}[{i}]")
