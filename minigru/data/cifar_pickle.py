@@ -54,6 +54,21 @@ def _numeric_dtype(*args):
     return dtype
 
 
+class _NdarrayName:
+    """What the name ``numpy.ndarray`` resolves to: numpy pickles only pass it to ``_reconstruct``, never
+    call it, so the class itself (whose call allocates any shape asked for) is never handed out."""
+
+    def __call__(self, *args, **kwargs):
+        raise UnsafeDataError("refusing to unpickle a call of numpy.ndarray(...): numpy pickles only pass the "
+                              "class to numpy's _reconstruct")
+
+    def __repr__(self):
+        return "numpy.ndarray"
+
+
+_NDARRAY = _NdarrayName()
+
+
 def _reconstruct_ndarray(subtype, shape, dtype_code):
     """``numpy.core.multiarray._reconstruct`` restricted to plain, empty ``numpy.ndarray``.
 
@@ -61,7 +76,7 @@ def _reconstruct_ndarray(subtype, shape, dtype_code):
     filled in by its state afterwards; any other shape would only serve to make
     numpy allocate memory the file does not contain.
     """
-    if subtype is not np.ndarray:
+    if subtype is not _NDARRAY:
         raise UnsafeDataError(f"refusing to rebuild an array of type {subtype!r}: only numpy.ndarray is allowed")
     if type(shape) is not tuple or shape != (0,):
         raise UnsafeDataError(f"refusing numpy's _reconstruct with shape {shape!r}: numpy pickles write (0,)")
@@ -84,7 +99,7 @@ def _latin1_bytes(*args):
 
 
 def _empty_bytes(*args):
-    """``bytes()``, the form in which Python 3 pickles ``b""`` at protocols 0-2; never ``bytes(n)`` or ``bytes(obj)``."""
+    """``bytes()``, how Python 3 pickles ``b""`` at protocols 0-2; never ``bytes(n)`` or ``bytes(obj)``."""
     if args:
         raise UnsafeDataError(f"refusing to unpickle the call bytes({repr(args[0])[:40]}, ...): only bytes() "
                               "with no argument (an empty bytes object) is allowed")
@@ -96,7 +111,7 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct_ndarray,
     ("numpy.core.numeric", "_frombuffer"): _array_from_buffer,
     ("numpy._core.numeric", "_frombuffer"): _array_from_buffer,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): _numeric_dtype,
     ("_codecs", "encode"): _latin1_bytes,
     ("__builtin__", "bytes"): _empty_bytes,  # the name Python 3 writes with fix_imports=True (the default)
