@@ -5,14 +5,19 @@ Python 3 writes bytes at protocols 0-2 as the call ``_codecs.encode(<str>, "lati
 Malicious pickles are written opcode by opcode, so that they can name any global
 with any arguments; a marker file shows that nothing was run.
 """
+import os
+import pathlib
 import pickle
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import minigru
 from minigru.data import DatasetError, UnsafeDataError
 from minigru.data.cifar_pickle import read_python_batch, read_python_meta, safe_unpickle
 
@@ -92,8 +97,12 @@ def _arg(v) -> bytes:
         return b"\x88" if v else b"\x89"
     if isinstance(v, int):
         return b"J" + struct.pack("<i", v)
+    if v is None:
+        return b"N"
     if isinstance(v, tuple):
         return b"(" + b"".join(_arg(x) for x in v) + b"t"
+    if isinstance(v, dict):
+        return b"}(" + b"".join(_arg(k) + _arg(x) for k, x in v.items()) + b"u"
     if isinstance(v, list):
         return b"](" + b"".join(_arg(x) for x in v) + b"e"
     raise TypeError(v)
@@ -201,3 +210,75 @@ def test_refusals_from_inside_numpy_reconstruction_name_the_file(tmp_path):
     path.write_bytes(pickle.dumps({"data": np.array([1, "a"], dtype=object), "labels": [0]}, protocol=2))
     with pytest.raises(UnsafeDataError, match=f"{path}.*only numeric dtypes"):
         read_python_batch(path)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(protocol=st.integers(0, pickle.HIGHEST_PROTOCOL), data=st.data())
+def test_damaged_pickles_give_dataset_error_naming_the_file(tmp_path, protocol, data):
+    """Byte changes or truncation of a real batch pickle: a valid batch, or DatasetError (UnsafeDataError
+    included) naming the file; never another exception."""
+    rng = np.random.default_rng(protocol)
+    batch = {b"data": rng.integers(0, 256, size=(2, 3072), dtype=np.uint8), b"labels": [1, 2],
+             b"filenames": [b"a.png", b"b.png"]}
+    raw = bytearray(pickle.dumps(batch, protocol=protocol))
+    if data.draw(st.booleans(), label="truncate"):
+        raw = raw[:data.draw(st.integers(0, len(raw) - 1), label="length")]
+    else:
+        for _ in range(data.draw(st.integers(1, 3), label="changes")):
+            # mostly outside the 6 KiB of pixels, where the opcodes are
+            where = data.draw(st.integers(0, 200) | st.integers(len(raw) - 200, len(raw) - 1)
+                              | st.integers(0, len(raw) - 1), label="at")
+            raw[where] = data.draw(st.integers(0, 255), label="value")
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(bytes(raw))
+    try:
+        images, labels = read_python_batch(path)
+    except DatasetError as err:
+        assert str(path) in str(err)
+    else:
+        assert images.dtype == np.uint8 and images.shape[1:] == (3, 32, 32) and labels.shape == (len(images),)
+
+
+# BUILD (__setstate__) states the allowed objects must refuse: numpy's own dtype.__setstate__ trusts its
+# tuple, and the first one crashed the interpreter (a segmentation fault) before the checks.
+_DTYPE = _unicode("numpy") + _unicode("dtype") + b"\x93" + _arg(("u1", False, True)) + b"R"
+_GOOD_DTYPE = _DTYPE + b"(" + _arg(3) + _arg("|") + b"NNN" + _arg(-1) + _arg(-1) + _arg(0) + b"tb"
+_ARRAY = (_unicode("numpy.core.multiarray") + _unicode("_reconstruct") + b"\x93" + b"(" + _unicode("numpy")
+          + _unicode("ndarray") + b"\x93" + _arg((0,)) + _arg(b"b") + b"tR")
+
+
+def _with_state(obj_ops: bytes, state_ops: bytes) -> bytes:
+    return b"\x80\x04}(" + _unicode("data") + obj_ops + state_ops + b"b" + _unicode("labels") + b"](J\0\0\0\0eu."
+
+
+def _tuple_ops(*parts: bytes) -> bytes:
+    return b"(" + b"".join(parts) + b"t"
+
+
+BAD_STATES = {
+    "dtype state that crashed numpy": _with_state(_DTYPE, _arg((3, "|", 1313754637, -1, -1, 0))),
+    "dtype state with field names": _with_state(_DTYPE, _tuple_ops(_arg(3), _arg("|"), b"N", _arg(("a",)),
+                                                                   b"N", _arg(-1), _arg(-1), _arg(0))),
+    "dtype state twice": _with_state(_GOOD_DTYPE, _tuple_ops(_arg(3), _arg("<"), b"NNN", _arg(-1), _arg(-1), _arg(0))),
+    "array state with a non-dtype": _with_state(_ARRAY, _arg((1, (2,), "u1", False, b"xy"))),
+    "array state with a list as data": _with_state(_ARRAY, _tuple_ops(_arg(1), _arg((2,)), _GOOD_DTYPE,
+                                                                      b"\x89", _arg([1, 2]))),
+    "array state with negative shape": _with_state(_ARRAY, _tuple_ops(_arg(1), _arg((-2,)), _GOOD_DTYPE,
+                                                                      b"\x89", _arg(b"xy"))),
+    "BUILD on an allowed global": _with_state(_unicode("numpy") + _unicode("dtype") + b"\x93",
+                                              _arg(({"x": 1}, {"function": "print"}))),
+}
+
+_RUN = ("import sys\nfrom minigru.data import DatasetError\nfrom minigru.data.cifar_pickle import safe_unpickle\n"
+        "try:\n    safe_unpickle(sys.stdin.buffer.read(), 'the-file')\n"
+        "except DatasetError as err:\n    print(type(err).__name__, err)\n")
+
+
+@pytest.mark.parametrize("raw", BAD_STATES.values(), ids=BAD_STATES.keys())
+def test_damaged_object_states_refused_without_crashing(raw):
+    # In a child process, so that a crash is a failure rather than the end of the test run.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pathlib.Path(minigru.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", _RUN], input=raw, capture_output=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()[-500:]
+    assert done.stdout.decode().startswith("UnsafeDataError the-file: refusing"), done.stdout.decode()
