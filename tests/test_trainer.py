@@ -428,3 +428,29 @@ def test_library_functional_fit_defaults_to_cross_entropy():
     trainer, train, val = library_run()
     history = fit(trainer.model, train, 2, trainer.optimizer, val_loader=val, progress=False)
     assert len(history) == 2 and 0.0 <= history.val_accuracy[-1] <= 1.0
+
+
+@pytest.mark.parametrize("entry", [[1, 2], "step", {"global_step": "3"}, {"global_step": -1},
+                                   {"global_step": True}, {"global_step": 2, "best_value": "0.5"}])
+def test_a_checkpoint_with_a_damaged_trainer_entry_is_a_checkpoint_error(tmp_path, entry):
+    """The Trainer's own part of ``extra`` is checked like the rest of the file: one error naming it."""
+    from minigru.train import checkpoint as ckpt
+    trainer, train, val = run("sgd", epochs=2)
+    trainer.fit(train, 1, val, checkpoint_dir=tmp_path)
+    path = tmp_path / "damaged.npz"
+    ckpt.save_checkpoint(path, trainer.model, trainer.optimizer, trainer.scheduler, epoch=1,
+                         history=trainer.history, extra={"trainer": entry})
+    fresh, train, val = run("sgd", epochs=2)
+    with pytest.raises(ckpt.CheckpointError, match="damaged.npz.*trainer entry"):
+        fresh.load_checkpoint(path)
+
+
+@pytest.mark.parametrize("index", [-1, 99])
+def test_optimizer_state_naming_a_parameter_it_does_not_have_is_refused(index):
+    """A negative index used to restore the state silently into the last parameter."""
+    trainer, train, val = run("adam", epochs=1)
+    trainer.fit(train, 1, val)
+    state = trainer.optimizer.state_dict()
+    state["state"] = {index: next(iter(state["state"].values()))}
+    with pytest.raises(IndexError, match=f"names parameter {index}"):
+        trainer.optimizer.load_state_dict(state)

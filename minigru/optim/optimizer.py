@@ -197,7 +197,11 @@ class Optimizer:
         params = self._indexed_params()
         new_state = {}
         for key, entries in state_dict["state"].items():
-            p = params[int(key)]
+            index = int(key)
+            if not 0 <= index < len(params):  # a negative index would silently pick a parameter from the end
+                raise IndexError(f"the saved optimizer state names parameter {key!r}, but this optimizer has "
+                                 f"parameters 0 to {len(params) - 1}")
+            p = params[index]
             new_state[p] = {name: self._restore_value(value, p, name, key) for name, value in entries.items()}
         for saved, group in zip(groups, self.param_groups):
             for key, value in saved.items():

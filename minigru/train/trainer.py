@@ -310,11 +310,23 @@ class Trainer:
         loaded = ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler, loaders=loaders,
                                       strict=strict)
         state = loaded.extra.get("trainer", {})
+        global_step, best_value = _trainer_state(path, state)
         self.epoch = int(loaded.epoch or 0)
-        self.global_step = int(state.get("global_step", 0))
-        self.best_value = state.get("best_value")
+        self.global_step = global_step
+        self.best_value = best_value
         self.history = loaded.history if loaded.history is not None else History()
         return loaded
+
+
+def _trainer_state(path, state) -> tuple:
+    """The Trainer's own entries of a checkpoint's ``extra`` (step count, best monitored value), checked."""
+    step = state.get("global_step", 0) if isinstance(state, dict) else None
+    best = state.get("best_value") if isinstance(state, dict) else None
+    if (not isinstance(step, int) or isinstance(step, bool) or step < 0
+            or not (best is None or (isinstance(best, (int, float)) and not isinstance(best, bool)))):
+        raise ckpt.CheckpointError(f"checkpoint {os.fspath(path)!r}: its trainer entry {state!r:.80} is not "
+                                   "{'global_step': int >= 0, 'best_value': number or null}")
+    return step, best
 
 
 def _as_list(callbacks) -> list:
