@@ -16,6 +16,7 @@ import pytest
 from minigru import functional as F
 from minigru import nn
 from minigru.functional import gru as gru_module
+from minigru.nn import _recurrent as recurrent
 
 SHAPES = [(1, 1, 1, 1), (1, 3, 2, 4), (4, 1, 3, 2), (3, 2, 5, 3), (6, 3, 2, 5)]   # (T, N, I, H)
 TOL = dict(rtol=1e-10, atol=1e-12)
@@ -158,14 +159,27 @@ def test_layer_kernel_option_gives_the_fused_layers_numbers(make, batched):
 
 
 @pytest.mark.parametrize("cls", [nn.GRU, nn.LSTM, nn.RNN])
-@pytest.mark.parametrize("bad", ["fast", "", None, 1])
+@pytest.mark.parametrize("bad", ["fast", "", "None", 1, 1.0])
 def test_bad_kernel_names_are_refused_in_one_line(cls, bad):
     with pytest.raises(ValueError, match=r"^" + cls.__name__ + r": kernel must be 'fused' or 'reference', got ") as err:
         cls(2, 3, kernel=bad)
     assert "\n" not in str(err.value)
     layer = cls(2, 3)
-    with pytest.raises(ValueError, match="kernel must be"):
-        layer.kernel = bad
+    for value in (bad, None):     # None means "the default" when building a layer, never as its kernel
+        with pytest.raises(ValueError, match="kernel must be"):
+            layer.kernel = value
+
+
+@pytest.mark.parametrize("cls", [nn.GRU, nn.LSTM, nn.RNN])
+def test_layers_built_without_kernel_take_their_modules_default(cls, monkeypatch):
+    """The library's default is the fused kernel; a classroom copy rewrites DEFAULT_KERNELS (make-assignment)."""
+    assert recurrent.DEFAULT_KERNELS == {"rnn": "fused", "gru": "fused", "lstm": "fused"}
+    assert cls(2, 3).kernel == cls(2, 3, kernel=None).kernel == "fused"
+    assert cls.step_module == cls.__name__.lower()
+    monkeypatch.setitem(recurrent.DEFAULT_KERNELS, cls.step_module, "reference")
+    assert cls(2, 3).kernel == "reference" and cls(2, 3, kernel="fused").kernel == "fused"
+    others = [c for c in (nn.GRU, nn.LSTM, nn.RNN) if c is not cls]
+    assert [c(2, 3).kernel for c in others] == ["fused", "fused"]
 
 
 def test_reference_layer_runs_on_the_step_kernels_of_the_module(monkeypatch):

@@ -10,7 +10,8 @@ the backward direction, all drawn from U(-1/sqrt(H), 1/sqrt(H)); input
 outputs of both directions of layer k - 1 (with dropout between layers in
 training mode). The time loop itself lives in the sequence kernels of
 :mod:`minigru.functional` (one layer, one direction each): the fused ones, or
-with ``kernel="reference"`` the loop over the step kernels.
+with ``kernel="reference"`` the loop over the step kernels. A layer built
+without ``kernel`` takes its class's entry of :data:`DEFAULT_KERNELS`.
 :meth:`RNNBase.layer_parameters` gives the Parameters of one layer and direction.
 
 ``RNNCellBase`` holds the parameters and input checks of RNNCell, GRUCell and LSTMCell.
@@ -28,11 +29,18 @@ from .._checks import check_grad_shape, positive_int
 from . import init
 from .module import Module, Parameter, is_grad_enabled
 
-__all__ = ["RNNBase", "RNNCellBase", "LayerParameters", "KERNELS"]
+__all__ = ["RNNBase", "RNNCellBase", "LayerParameters", "KERNELS", "DEFAULT_KERNELS"]
 
 KERNELS = ("fused", "reference")
-"""The sequence kernels a recurrent layer can run on: the fused ones (fast, the default) or the
-reference loop over the step kernels (:mod:`minigru.functional.reference`)."""
+"""The sequence kernels a recurrent layer can run on: the fused ones (fast) or the reference loop over
+the step kernels (:mod:`minigru.functional.reference`)."""
+
+DEFAULT_KERNELS = {"rnn": "fused", "gru": "fused", "lstm": "fused"}
+"""The kernel of a layer built without ``kernel=``, by the module of its step kernels (``RNNBase.step_module``).
+
+"fused" everywhere in the library. A classroom assignment copy (``make-assignment``) rewrites this line
+to "reference" for the assigned exercises' modules, so that there nn.GRU, nn.LSTM and nn.RNN, and every
+model built on them, run on the students' step kernels by default."""
 
 
 class LayerParameters(NamedTuple):
@@ -72,20 +80,23 @@ def check_layer_input(owner, x, p, expected_features, layout):
 class RNNBase(Module):
     """Parameters, input checks and the layer/direction loops shared by RNN, GRU and LSTM.
 
-    Subclasses set ``num_gates`` and ``state_names`` and implement ``_run`` /
+    Subclasses set ``num_gates``, ``state_names`` and ``step_module`` (the :mod:`minigru.functional`
+    module of their step kernels, their key in :data:`DEFAULT_KERNELS`) and implement ``_run`` /
     ``_run_backward`` (one layer, one direction) with a functional kernel: the fused sequence
-    kernel, or with ``kernel="reference"`` the loop over the step kernels.
+    kernel, or with ``kernel="reference"`` the loop over the step kernels. ``kernel=None`` (the
+    default) means ``DEFAULT_KERNELS[step_module]``: "fused", except in a classroom assignment copy.
     :meth:`layer_parameters` gives the Parameters of one layer and direction.
     """
 
     num_gates = 1
     state_names = ("h0",)
+    step_module = "rnn"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, kernel="fused", rng=None, dtype=None):
+                 bidirectional=False, *, kernel=None, rng=None, dtype=None):
         super().__init__()
         name = type(self).__name__
-        self.kernel = check_kernel(name, kernel)
+        self.kernel = DEFAULT_KERNELS[self.step_module] if kernel is None else kernel
         self.input_size = positive_int(name, "input_size", input_size)
         self.hidden_size = positive_int(name, "hidden_size", hidden_size)
         self.num_layers = positive_int(name, "num_layers", num_layers)

@@ -37,17 +37,20 @@ class GRU(RNNBase):
     ``dropout`` acts on the outputs of every layer but the last, in training
     mode, with masks drawn from the Generator ``self.rng``.
 
-    ``kernel="fused"`` (default) runs the fast sequence kernels, whose ``out``
+    ``kernel="fused"`` runs the fast sequence kernels, whose ``out``
     shares memory with the backward cache (do not modify it in place before
     ``backward``); ``kernel="reference"`` runs the plain loop over
     :func:`~minigru.functional.gru_step_forward` / ``gru_step_backward``
     (:mod:`minigru.functional.reference`), slower, with the same results.
+    Without ``kernel``, ``DEFAULT_KERNELS["gru"]`` of :mod:`minigru.nn._recurrent`:
+    "fused", or "reference" in a classroom copy where the gru exercise is assigned.
     """
 
     num_gates = 3
+    step_module = "gru"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, reset_after=True, *, kernel="fused", rng=None, dtype=None):
+                 bidirectional=False, reset_after=True, *, kernel=None, rng=None, dtype=None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          kernel=kernel, rng=rng, dtype=dtype)
         self.reset_after = bool(reset_after)

@@ -24,11 +24,13 @@ class LSTM(RNNBase):
     (N, T, input_size) with ``batch_first``, or unbatched (T, input_size));
     out (T, N, D*hidden_size); h0, c0, h_n, c_n (num_layers*D, N, hidden_size).
     Parameters as GRU's, with 4H rows (gates i, f, g, o). ``kernel="reference"``
-    runs the loop over the step kernels instead of the fused ones (see :class:`GRU`).
+    runs the loop over the step kernels instead of the fused ones; without ``kernel``,
+    ``DEFAULT_KERNELS["lstm"]`` (see :class:`GRU`).
     """
 
     num_gates = 4
     state_names = ("h0", "c0")
+    step_module = "lstm"
 
     def _run(self, x, states, params):
         forward = F.lstm_reference_forward if self.kernel == "reference" else F.lstm_forward

@@ -18,10 +18,13 @@ class RNN(RNNBase):
     (either upstream gradient may be None, meaning zero). Shapes: x (T, N, I)
     (or (N, T, I) with batch_first, or unbatched (T, I)); out (T, N, D*H);
     h0, h_n (num_layers * D, N, H), D = 2 if bidirectional else 1.
+    ``kernel``: "fused", "reference" or, by default, ``DEFAULT_KERNELS["rnn"]`` (see :class:`~minigru.nn.GRU`).
     """
 
+    step_module = "rnn"
+
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, kernel="fused", rng=None, dtype=None):
+                 dropout=0.0, bidirectional=False, *, kernel=None, rng=None, dtype=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
