@@ -5,7 +5,8 @@ The assignment folder holds::
     README.md            what to implement and how to check it
     grade.py             the autograder (standard library only; see minigru/classroom/grade.py)
     pyproject.toml       so that ``pip install -e .`` makes this copy the minigru of an environment
-    minigru/             the whole package, selected regions replaced by ``raise NotImplementedError``
+    minigru/             the whole package, selected regions replaced by ``raise NotImplementedError``,
+                         its recurrent layers set to run on the assigned step kernels (:mod:`.layers`)
     notebooks/           the selected exercises' notebooks that carry markers, stripped likewise
     docs/derivations.md  the equations the hints cite (when the library has it)
     grading/             conftest.py, test_<exercise>.py, reference/<exercise>.npz, assignment.json
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .exercises import EXERCISES, exercise_notebooks, exercise_regions, scan_package, select
+from .layers import RECURRENT_FILE, layer_names, student_default_kernels
 from .markers import read_notebook, strip_notebook, strip_source, write_notebook
 from .nbgrader_format import write_nbgrader_source
 from .readme import student_pyproject, student_readme
@@ -38,12 +40,14 @@ GENERATED = ("README.md", "grade.py", "pyproject.toml", "minigru", "notebooks", 
 
 @dataclass
 class Assignment:
-    """What was written: per selected exercise its stripped regions ``(file, line, function)`` and notebooks."""
+    """What was written: per selected exercise its stripped regions ``(file, line, function)`` and notebooks;
+    ``layers``, the layers that run on the students' step kernels by default (``["nn.GRU"]``)."""
     out: Path
     exercises: list
     stripped: dict = field(default_factory=dict)
     notebooks: dict = field(default_factory=dict)
     graded: list = field(default_factory=list)
+    layers: list = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"Wrote the assignment to {self.out}"]
@@ -53,6 +57,9 @@ class Assignment:
             lines += [f"      {notebook}  (notebook)" for notebook in self.notebooks.get(e.name, [])]
         if not any(self.notebooks.values()):
             lines.append("  no notebook with markers was found for these exercises")
+        if self.layers:
+            lines.append(f"  {', '.join(self.layers)} run on the students' step kernels (kernel='reference' by "
+                         "default in the copy)")
         lines.append(f"  grading tests for: {', '.join(self.graded)} (only the assigned ones count by default)")
         lines.append(f"Students run: cd {self.out} && python grade.py")
         return "\n".join(lines)
@@ -189,6 +196,8 @@ def make_assignment(out, only=None, force=False, project_dir=None, log=None, fmt
         for relative, region in regions:
             to_strip.setdefault(relative, {})[(region.begin, region.function)] = exercise.name
     notebooks = {e.name: exercise_notebooks(e, project) for e in chosen}
+    _, switched = student_default_kernels(scan.files[RECURRENT_FILE][0], scan.display(RECURRENT_FILE), chosen)
+    assignment.layers = layer_names(switched)
     shipped = [e for e in EXERCISES if _grading_source(e.grading_module).exists()]
     references = make_references(shipped)
 
@@ -204,6 +213,9 @@ def make_assignment(out, only=None, force=False, project_dir=None, log=None, fmt
         _inside(out, package / relative).write_text(new_text, encoding="utf-8")
         for region, name, line in done:
             assignment.stripped.setdefault(name, []).append((scan.display(relative), line, region.function))
+    recurrent = _inside(out, package / RECURRENT_FILE)
+    recurrent.write_text(student_default_kernels(recurrent.read_text(encoding="utf-8"), scan.display(RECURRENT_FILE),
+                                                 chosen)[0], encoding="utf-8")
     for name, found in notebooks.items():
         for path, _ in found:
             relative = path.relative_to(project).as_posix()

@@ -35,18 +35,19 @@ def _exercise_section(assignment, exercise) -> str:
             f"{exercise.summary}\n\n{places}{extra}\n")
 
 
-LAYERS = {"gru": "nn.GRU", "lstm": "nn.LSTM", "rnn": "nn.RNN"}
-"""The layers that can run on an exercise's step kernels (``kernel="reference"``)."""
-
-
 def _training_note(assignment) -> str:
-    """How to train a layer on the student's step kernels, for the recurrent exercises assigned."""
-    layers = [f'`{LAYERS[e.name]}(..., kernel="reference")`' for e in assignment.exercises if e.name in LAYERS]
-    if not layers:
+    """How the layers run on the student's step kernels, for the recurrent exercises assigned."""
+    if not assignment.layers:
         return ""
-    return ("\n  By default the layers run on the library's fast sequence kernels; a layer built with\n  "
-            + " or ".join(layers) + "\n  runs its sequences as a loop over your step kernels, so once the tests "
-            "pass your code\n  can train a real network.")
+    layers = " and ".join(f"`{layer}`" for layer in assignment.layers)
+    models = ", such as\n  `cnn-gru` and `row-gru`," if "nn.GRU" in assignment.layers else ""
+    return ("\n- In this copy " + layers + (" runs" if len(assignment.layers) == 1 else " run")
+            + " on your step kernels by default: `kernel=\"reference\"`,\n"
+            "  a loop over your step forward and backward passes (`minigru/functional/reference.py`),\n"
+            f"  is the default here, so the models built on {'it' if len(assignment.layers) == 1 else 'them'}"
+            f"{models} train with your code once the\n"
+            "  tests pass (until then they raise your exercise's `NotImplementedError`).\n"
+            "  `kernel=\"fused\"` runs the library's fast sequence kernels instead.")
 
 
 def student_readme(assignment, has_derivations: bool) -> str:
