@@ -428,15 +428,16 @@ def test_list_command_shows_every_exercise(capsys):
     assert "minigru/functional/gru.py:" in printed and "Problems" not in printed
 
 
-
-def test_a_reference_layer_of_the_student_copy_runs_the_students_step_kernels(assignment):
-    out, _ = assignment
+def test_the_copys_gru_runs_the_students_step_kernels_and_the_lstm_stays_fused(assignment):
+    # gru assigned, lstm not: nn.GRU defaults to the reference loop over the (stripped) step kernels
+    out, made = assignment
     readme = (out / "README.md").read_text()
-    assert 'a layer built with\n  `nn.GRU(..., kernel="reference")`\n' in readme and "nn.LSTM(" not in readme
+    assert "- In this copy `nn.GRU` runs on your step kernels by default:" in readme and "nn.LSTM" not in readme
+    assert made.layers == ["nn.GRU"]
     code = ("import numpy as np\nfrom minigru import nn\n"
-            "print(nn.GRU(2, 3, dtype=np.float64)(np.ones((4, 1, 2)))[0].shape)\n"
-            "nn.GRU(2, 3, kernel='reference', dtype=np.float64)(np.ones((4, 1, 2)))\n")
+            "print(nn.LSTM(2, 3).kernel, nn.GRU(2, 3, kernel='fused', dtype=np.float64)(np.ones((4, 1, 2)))[0].shape)\n"
+            "nn.GRU(2, 3, dtype=np.float64)(np.ones((4, 1, 2)))\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run([sys.executable, "-c", code], cwd=out, env=env, capture_output=True, text=True, timeout=60)
-    assert done.stdout == "(4, 1, 3)\n"                   # the fused kernel is the library's
+    assert done.stdout == "fused (4, 1, 3)\n"             # the fused kernel is the library's
     assert done.stderr.splitlines()[-1].startswith("NotImplementedError: Exercise gru (gru_step_forward): ")

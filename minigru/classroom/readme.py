@@ -39,7 +39,8 @@ def _training_note(assignment) -> str:
     """How the layers run on the student's step kernels, for the recurrent exercises assigned."""
     if not assignment.layers:
         return ""
-    layers = " and ".join(f"`{layer}`" for layer in assignment.layers)
+    named = [f"`{layer}`" for layer in assignment.layers]
+    layers = ", ".join(named[:-1]) + " and " + named[-1] if len(named) > 1 else named[0]
     models = ", such as\n  `cnn-gru` and `row-gru`," if "nn.GRU" in assignment.layers else ""
     return ("\n- In this copy " + layers + (" runs" if len(assignment.layers) == 1 else " run")
             + " on your step kernels by default: `kernel=\"reference\"`,\n"
