@@ -58,7 +58,8 @@ class Assignment:
         if not any(self.notebooks.values()):
             lines.append("  no notebook with markers was found for these exercises")
         if self.layers:
-            lines.append(f"  {', '.join(self.layers)} run on the students' step kernels (kernel='reference' by "
+            verb = "runs" if len(self.layers) == 1 else "run"
+            lines.append(f"  {', '.join(self.layers)} {verb} on the students' step kernels (kernel='reference' by "
                          "default in the copy)")
         lines.append(f"  grading tests for: {', '.join(self.graded)} (only the assigned ones count by default)")
         lines.append(f"Students run: cd {self.out} && python grade.py")
