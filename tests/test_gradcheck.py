@@ -61,6 +61,18 @@ def test_numerical_gradient_of_a_known_function():
     assert result.passed and result.worst in {(0,), (1,), (2,)}
 
 
+def test_a_kink_within_eps_is_left_out_but_a_wrong_value_there_still_fails():
+    relu = lambda v: np.maximum(v, 0)   # noqa: E731
+    x = np.array([3e-6, 0.7])            # the first entry is 0.3 eps from the kink at 0
+    dout = np.array([1.0, 1.0])
+    right = check_gradient(np.array([1.0, 1.0]), relu, x.copy(), dout)
+    assert right.passed and right.kinks == 1
+    wrong = check_gradient(np.array([0.5, 1.0]), relu, x.copy(), dout)   # neither one-sided slope
+    assert not wrong.passed and wrong.worst == (0,)
+    smooth = check_gradient(np.array([1.0, 1.0 + 1e-3]), relu, x.copy(), dout)
+    assert not smooth.passed and smooth.kinks == 1 and smooth.worst == (1,)
+
+
 # ------------------------------------------------------------------ correct layers: no false FAIL
 def test_the_false_fails_of_issue_13_pass():
     """The layers issue 13 found failing the old comparison, though they equal torch to 1e-10."""

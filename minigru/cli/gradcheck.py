@@ -3,7 +3,7 @@
 Each entry builds a small float64 module and inputs, and
 :func:`minigru.gradcheck.check_module` compares the hand-written backward
 pass with numerical gradients for every input and parameter (docs/derivations.md
-eqs. G1-G3). The sizes are tiny so that the whole table takes about a second,
+eqs. G1, G2). The sizes are tiny so that the whole table takes about a second,
 and tests/test_gradcheck.py runs it over 100 seeds. The finite-difference step
 is 1e-5 (as in the layer tests): in float64 its truncation error O(eps²) and
 rounding error O(1e-16/eps) are both ~1e-11 of the checked sum.
@@ -127,7 +127,7 @@ def gradcheck_cases():
         ("ReNet (tiny)", lambda r: (ReNet(num_classes=2, in_channels=1, image_size=4, hidden_sizes=(2,),
                                           patch_sizes=(2,), rng=r, dtype=F64),
                                     [normal(r, 2, 1, 4, 4)])),
-        # default weights: gradient entries of ~1e-7 next to ~1e-1, judged against the noise floor (eq. G3)
+        # default weights: gradient entries of ~1e-7 next to ~1e-1, judged against the noise floor (eq. G2)
         ("ConvGRUPredictor (tiny)", lambda r: (ConvGRUPredictor(
             in_channels=1, hidden_channels=2, encoder_channels=2, logits=True, rng=r, dtype=F64),
             [r.uniform(0.0, 1.0, (1, 3, 1, 3, 3))])),
