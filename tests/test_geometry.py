@@ -245,6 +245,18 @@ def test_adaptive_avgpool2d_every_output_size(case, seed):
     close(dx, tn(xt.grad), "dx vs torch")
 
 
+@pytest.mark.parametrize("layer", [lambda: nn.Conv2d(1, 1, 1, dtype=np.float64), lambda: nn.MaxPool2d(1), lambda: nn.AvgPool2d(1),
+                                   lambda: nn.AdaptiveAvgPool2d(1)])
+@pytest.mark.parametrize("shape", [(1, 1, 0, 4), (2, 1, 3, 0), (1, 0, 2, 2)])
+def test_empty_images_are_refused_in_one_line(layer, shape):
+    """Only the batch may be empty (as in torch): no output made of padding alone."""
+    if shape[1] == 0 and isinstance(layer(), nn.Conv2d):
+        shape = (1, 1, 0, 0)
+    with pytest.raises(ValueError, match="empty") as err:
+        layer()(np.zeros(shape))
+    assert "\n" not in str(err.value)
+
+
 def test_adaptive_avgpool2d_refuses_bad_sizes_in_one_line():
     for size in (0, (2, 0), (1, 2, 3)):
         with pytest.raises(ValueError, match="output_size") as err:

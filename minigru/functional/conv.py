@@ -97,6 +97,8 @@ def conv_geometry(x_shape, kernel_size, stride=1, padding=0) -> ConvGeometry:
         raise ValueError(f"stride must be positive, got {stride!r}")
     pads = _pads(padding, kh, kw, sh, sw)
     H, W = int(x_shape[-2]), int(x_shape[-1])
+    if H < 1 or W < 1 or (len(x_shape) == 4 and x_shape[1] < 1):   # torch refuses these too
+        raise ValueError(f"the input of shape {tuple(x_shape)} is empty: only the batch size N may be 0")
     Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
     if Hp < kh or Wp < kw:
         raise ValueError(f"the input image of {H}x{W} pixels (padded to {Hp}x{Wp}) is smaller than the "

@@ -208,6 +208,9 @@ def _adaptive_size(x, output_size):
     else:
         oh = ow = output_size
     H, W = x.shape[2:]
+    if 0 in x.shape[1:]:   # torch refuses these too
+        raise ValueError(f"adaptive_avgpool2d: the input of shape {tuple(x.shape)} is empty: only the batch "
+                         "size N may be 0")
     oh, ow = H if oh is None else int(oh), W if ow is None else int(ow)  # None keeps that size, as torch
     if oh < 1 or ow < 1:
         raise ValueError(f"output_size must be positive, got {output_size!r}")
