@@ -245,8 +245,8 @@ def test_adaptive_avgpool2d_every_output_size(case, seed):
     close(dx, tn(xt.grad), "dx vs torch")
 
 
-@pytest.mark.parametrize("layer", [lambda: nn.Conv2d(1, 1, 1, dtype=np.float64), lambda: nn.MaxPool2d(1), lambda: nn.AvgPool2d(1),
-                                   lambda: nn.AdaptiveAvgPool2d(1)])
+@pytest.mark.parametrize("layer", [lambda: nn.Conv2d(1, 1, 1, dtype=np.float64), lambda: nn.MaxPool2d(1),
+                                   lambda: nn.AvgPool2d(1), lambda: nn.AdaptiveAvgPool2d(1)])
 @pytest.mark.parametrize("shape", [(1, 1, 0, 4), (2, 1, 3, 0), (1, 0, 2, 2)])
 def test_empty_images_are_refused_in_one_line(layer, shape):
     """Only the batch may be empty (as in torch): no output made of padding alone."""
@@ -361,10 +361,9 @@ def test_convgru_every_geometry(case, seed):
     cell = nn.ConvGRUCell(c_in, hidden, kernel, bias=bias, reset_after=reset_after, input_kernel_size=input_kernel,
                           input_stride=stride, input_padding=padding, rng=seed, dtype=np.float64)
     h1 = cell(x[0])
-    close(h1, _naive_convgru_step(x[0], None, *[None if p is None else p.data for p in
-                                                 (cell.weight_ih, cell.weight_hh, getattr(cell, "bias_ih", None),
-                                                  getattr(cell, "bias_hh", None))],
-                                  stride, padding, reset_after), "ConvGRUCell vs naive")
+    cell_arrays = [None if p is None else p.data for p in (cell.weight_ih, cell.weight_hh,
+                                                           getattr(cell, "bias_ih", None), getattr(cell, "bias_hh", None))]
+    close(h1, _naive_convgru_step(x[0], None, *cell_arrays, stride, padding, reset_after), "ConvGRUCell vs naive")
     dh1 = rng.standard_normal(h1.shape)
     cell_dx, _ = cell.backward(dh1)
     if torch is None:
@@ -381,8 +380,8 @@ def test_convgru_every_geometry(case, seed):
                 close(p.grad, tn(t.grad), "parameter gradient vs torch")
     # the cell's backward against torch's
     xt1 = tt(x[0])
-    cparams = [None if p is None else tt(p.data) for p in (cell.weight_ih, cell.weight_hh,
-                                                           getattr(cell, "bias_ih", None), getattr(cell, "bias_hh", None))]
+    cell_params = (cell.weight_ih, cell.weight_hh, getattr(cell, "bias_ih", None), getattr(cell, "bias_hh", None))
+    cparams = [None if p is None else tt(p.data) for p in cell_params]
     ht = _torch_convgru(xt1[None], [cparams], [stride], [padding], reset_after)[0][0]
     ht.backward(torch.tensor(dh1))
     close(cell_dx, tn(xt1.grad), "ConvGRUCell dx vs torch")
