@@ -361,8 +361,8 @@ def test_convgru_every_geometry(case, seed):
     cell = nn.ConvGRUCell(c_in, hidden, kernel, bias=bias, reset_after=reset_after, input_kernel_size=input_kernel,
                           input_stride=stride, input_padding=padding, rng=seed, dtype=np.float64)
     h1 = cell(x[0])
-    cell_arrays = [None if p is None else p.data for p in (cell.weight_ih, cell.weight_hh,
-                                                           getattr(cell, "bias_ih", None), getattr(cell, "bias_hh", None))]
+    cell_params = (cell.weight_ih, cell.weight_hh, getattr(cell, "bias_ih", None), getattr(cell, "bias_hh", None))
+    cell_arrays = [None if p is None else p.data for p in cell_params]
     close(h1, _naive_convgru_step(x[0], None, *cell_arrays, stride, padding, reset_after), "ConvGRUCell vs naive")
     dh1 = rng.standard_normal(h1.shape)
     cell_dx, _ = cell.backward(dh1)
@@ -380,7 +380,6 @@ def test_convgru_every_geometry(case, seed):
                 close(p.grad, tn(t.grad), "parameter gradient vs torch")
     # the cell's backward against torch's
     xt1 = tt(x[0])
-    cell_params = (cell.weight_ih, cell.weight_hh, getattr(cell, "bias_ih", None), getattr(cell, "bias_hh", None))
     cparams = [None if p is None else tt(p.data) for p in cell_params]
     ht = _torch_convgru(xt1[None], [cparams], [stride], [padding], reset_after)[0][0]
     ht.backward(torch.tensor(dh1))
