@@ -118,7 +118,7 @@ def gradcheck_cases():
                                               hidden=(4,), rng=r, dtype=F64), [normal(r, 2, 2, 4, 4)])),
         ("CNNGRU (tiny, batch norm, bidirectional)",
          lambda r: (CNNGRU(num_classes=3, in_channels=1, image_size=(4, 8), widths=(2, 2), batch_norm=True,
-                           hidden_size=2, bidirectional=True, rng=r, dtype=F64), [normal(r, 1, 1, 4, 8)])),
+                           hidden_size=2, bidirectional=True, rng=r, dtype=F64), [normal(r, 2, 1, 4, 8)])),
         ("CNNGRU (tiny, mean readout, dropout)",
          lambda r: (CNNGRU(num_classes=3, in_channels=1, image_size=4, widths=(2,), hidden_size=3,
                            readout="mean", dropout=0.3, rng=r, dtype=F64), [normal(r, 2, 1, 4, 4)])),
