@@ -146,14 +146,13 @@ def _transpose_blocks(dw):
     return np.concatenate([dw[k * hidden:(k + 1) * hidden].T for k in range(dw.shape[0] // hidden)])
 
 
-def _flip_cache_flag(key):
-    def change_args(args):
-        args = list(args)
-        cache = args[-1]
-        assert key in cache, f"the cache has no {key!r} entry any more: update this mutation"
-        cache[key] = not cache[key]
-        return args
-    return change_args
+def _other_reset_convention(args):
+    """Backward with the other reset convention than its forward: the cache says reset_after when the
+    forward ran reset-before (or the reverse), and r ⊙ h stands where U_hn h + b_hn should be."""
+    cache = args[-1]
+    cache.reset_after = not cache.reset_after
+    cache.hidden_n, cache.rh = cache.rh, cache.hidden_n
+    return args
 
 
 def _wrap_args(monkeypatch, owner, name, change_args):
@@ -224,10 +223,10 @@ MUTATIONS = {
                                              lambda a, r: _replace(r, 2, a[0][0].sum(axis=(1, 2)))), "bias"),
     "max pool: gradient to the window's first pixel, not its argmax": (
         "MaxPool2d 2", lambda mp: _wrap_args(mp, F, "maxpool2d_backward",
-                                             lambda a: [a[0], _replace(a[1], 0, 0 * a[1][0])]), "input[0]"),
+                                             lambda a: [a[0], a[1]._replace(argmax=0 * a[1].argmax)]), "input[0]"),
     "max pool: argmax off by one": (
         "MaxPool2d 3 stride 2 pad 1", lambda mp: _wrap_args(
-            mp, F, "maxpool2d_backward", lambda a: [a[0], _replace(a[1], 0, (a[1][0] + 1) % 9)]), "input[0]"),
+            mp, F, "maxpool2d_backward", lambda a: [a[0], a[1]._replace(argmax=(a[1].argmax + 1) % 9)]), "input[0]"),
     "avg pool: divided by kh instead of kh*kw": (
         "AvgPool2d 2", lambda mp: _wrap(mp, F, "avgpool2d_backward", lambda a, r: 2 * r), "input[0]"),
     "global avg pool: not divided by H*W": (
@@ -243,7 +242,7 @@ MUTATIONS = {
         "GRU (reset after, PyTorch)", lambda mp: _wrap(mp, F, "gru_backward",
                                                        lambda a, r: _replace(r, 0, _shift_in_time(r[0]))), "input[0]"),
     "GRU: backward with the other reset convention": (
-        "GRU (reset before, Cho et al.)", lambda mp: _wrap_args(mp, F, "gru_backward", _flip_cache_flag("reset_after")),
+        "GRU (reset before, Cho et al.)", lambda mp: _wrap_args(mp, F, "gru_backward", _other_reset_convention),
         "weight_hh"),
     "GRU: no gradient into the initial state": (
         "GRU (reset after, PyTorch)", lambda mp: _wrap(mp, F, "gru_backward", lambda a, r: _replace(r, 1, 0 * r[1])),
@@ -269,7 +268,7 @@ MUTATIONS = {
         "MSELoss", lambda mp: _wrap(mp, F, "mse_loss_backward", lambda a, r: (r[0] / 2, r[1] / 2)), "input[0]"),
     "ConvGRU: backward with the other reset convention": (
         "ConvGRU (reset before, Ballas et al.)",
-        lambda mp: _wrap_args(mp, F, "convgru_backward", _flip_cache_flag("reset_after")), "weight_hh"),
+        lambda mp: _wrap_args(mp, F, "convgru_backward", _other_reset_convention), "weight_hh"),
     "ConvGRU: hidden bias gradient missing": (
         "ConvGRU (reset after, stride-free, 2 layers)",
         lambda mp: _wrap(mp, F, "convgru_backward", lambda a, r: _replace(r, 5, 0 * r[5])), "bias_hh"),
