@@ -81,20 +81,22 @@ def numerical_gradient(f, x, dout, eps: float = 1e-5):
     taken, ``(x + eps) - (x - eps)`` in ``x``'s precision, not by ``2 eps``.
     """
     plus, minus, upper, lower = _perturbed_sums(f, x, _flatten(dout), eps)
-    return ((plus - minus) / (upper - lower)).reshape(x.shape)
+    step = (upper - lower).astype(np.float64)
+    return ((plus - minus) / step).reshape(x.shape).astype(x.dtype, copy=False)
 
 
 def _perturbed_sums(f, x, douts, eps):
     """(plus, minus, upper, lower), flat: sum(dout * f) with each element of x set to upper = x + eps,
-    then lower = x - eps (x is restored after each)."""
+    then lower = x - eps (x is restored after each). The sums are kept in float64 whatever x's
+    dtype, so that their difference does not lose the digits a float32 copy would."""
     xp = backend.get_array_module(x)
     if not x.flags.c_contiguous:
         raise ValueError("numerical_gradient needs a C-contiguous x (it perturbs x.reshape(-1) in place)")
     flat = x.reshape(-1)
     original = flat.copy()
-    upper, lower = original + eps, original - eps
-    plus = xp.empty(flat.shape, dtype=x.dtype)
-    minus = xp.empty(flat.shape, dtype=x.dtype)
+    upper, lower = original + eps, original - eps   # in x's precision: the steps actually taken
+    plus = xp.empty(flat.shape, dtype=np.float64)
+    minus = xp.empty(flat.shape, dtype=np.float64)
     for i in range(flat.size):
         flat[i] = upper[i]
         plus[i] = _weighted_sum(f(x), douts)
