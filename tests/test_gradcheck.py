@@ -16,7 +16,7 @@ import pytest
 
 import minigru.functional as F
 from minigru import nn
-from minigru.cli_gradcheck import gradcheck_cases
+from minigru.cli.gradcheck import gradcheck_cases
 from minigru.gradcheck import (check_gradient, check_module, compare_gradients, finite_difference_noise,
                                numerical_gradient)
 
