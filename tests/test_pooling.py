@@ -131,8 +131,7 @@ def test_pooling_rejects_bad_input(xp):
         F.maxpool2d_forward(xp.zeros((1, 1, 4, 4), dtype=np.int32), 2)
     with pytest.raises(ValueError, match=r"1x1 pixels .* smaller than the 2x2 kernel"):
         nn.MaxPool2d(2)(xp.zeros((1, 1, 1, 1)))
-    with pytest.raises(ValueError, match="input is 7x7 and the output 3x3"):
-        nn.AdaptiveAvgPool2d(3)(xp.zeros((1, 1, 7, 7)))
+    assert nn.AdaptiveAvgPool2d(3)(xp.zeros((1, 1, 7, 7))).shape == (1, 1, 3, 3)  # torch's uneven windows
     with pytest.raises(ValueError, match="output_size must be positive"):
         F.adaptive_avgpool2d_forward(xp.zeros((1, 1, 4, 4)), 0)
     out, cache = F.maxpool2d_forward(xp.zeros((1, 1, 4, 4)), 2)

@@ -97,6 +97,8 @@ def conv_geometry(x_shape, kernel_size, stride=1, padding=0) -> ConvGeometry:
         raise ValueError(f"stride must be positive, got {stride!r}")
     pads = _pads(padding, kh, kw, sh, sw)
     H, W = int(x_shape[-2]), int(x_shape[-1])
+    if H < 1 or W < 1 or (len(x_shape) == 4 and x_shape[1] < 1):   # torch refuses these too
+        raise ValueError(f"the input of shape {tuple(x_shape)} is empty: only the batch size N may be 0")
     Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
     if Hp < kh or Wp < kw:
         raise ValueError(f"the input image of {H}x{W} pixels (padded to {Hp}x{Wp}) is smaller than the "
@@ -215,8 +217,19 @@ def col2im(cols, x_shape, kh, kw, stride=1, padding=0, *, merge_batch=False):
 # * a horizontal shift wraps around the row ends: output column b = W-1 with dx = +1 would
 #   read column 0 of the next row. Those wrapped entries are exactly the left/right padding,
 #   and are set to zero (im2col) or kept out of the sum (col2im) afterwards.
+# Both details assume |dy| < H and |dx| < W. Padding as wide as the image (3x3 with padding 1
+# on a 1-pixel-high image, 5x5 with padding 2 on a 2x2 one) gives offsets that read nothing
+# but padding; their flat shift reaches past the whole image, so the slice bounds below would
+# go negative and count from the other end. Those offsets are all zeros (im2col) or add
+# nothing (col2im), so they are handled on their own and never shifted (:func:`_reaches_image`).
 def _is_same_size(g: ConvGeometry) -> bool:
     return g.sh == 1 and g.sw == 1 and g.Ho == g.H and g.Wo == g.W
+
+
+def _reaches_image(g: ConvGeometry, i, j) -> bool:
+    """Whether kernel offset (i, j) of a "same"-size window reads at least one pixel of the image,
+    i.e. its shift (dy, dx) = (i - top, j - left) has |dy| < H and |dx| < W."""
+    return abs(i - g.pads[0]) < g.H and abs(j - g.pads[2]) < g.W
 
 
 def _im2col_same_size(x, g: ConvGeometry, chunk_bytes=1 << 20):
@@ -231,22 +244,27 @@ def _im2col_same_size(x, g: ConvGeometry, chunk_bytes=1 << 20):
     top, _, left, _ = g.pads
     cols = xp.empty((C, kh, kw, N, HW), dtype=x.dtype)
     source = x.reshape(N, C, HW).transpose(1, 0, 2)                   # (C, N, H*W), a view
-    step = max(1, chunk_bytes // (kh * kw * N * HW * x.itemsize))
+    step = max(1, chunk_bytes // max(1, kh * kw * N * HW * x.itemsize))   # N = 0: one empty block
     for c0 in range(0, C, step):
         block, src = cols[c0:c0 + step], source[c0:c0 + step]
         for i in range(kh):
             dy = i - top
-            if dy < 0:    # the first -dy rows read the top padding
-                block[:, i, :, :, :-dy * W] = 0
-            elif dy > 0:  # the last dy rows read the bottom padding
-                block[:, i, :, :, HW - dy * W:] = 0
             for j in range(kw):
+                if not _reaches_image(g, i, j):    # only padding under this offset
+                    block[:, i, j] = 0
+                    continue
+                if dy < 0:    # the first -dy rows read the top padding
+                    block[:, i, j, :, :-dy * W] = 0
+                elif dy > 0:  # the last dy rows read the bottom padding
+                    block[:, i, j, :, HW - dy * W:] = 0
                 shift = dy * W + (j - left)
                 lo, hi = max(0, -shift), HW - max(0, shift)
                 block[:, i, j, :, lo:hi] = src[:, :, lo + shift:hi + shift]
-        grid = block.reshape(-1, kh, kw, N, H, W)
+        grid = block.reshape(block.shape[0], kh, kw, N, H, W)
         for j in range(kw):
             dx = j - left
+            if abs(dx) >= W:
+                continue      # already all zeros
             if dx > 0:    # wrapped reads of the right padding
                 grid[:, :, j, :, :, W - dx:] = 0
             elif dx < 0:  # wrapped reads of the left padding
@@ -275,7 +293,7 @@ def _col2im_same_size(cols, g: ConvGeometry, merge_batch, may_overwrite):
     acc = dx.reshape(N, C, HW).transpose(1, 0, 2)                  # (C, N, H*W) view of dx
     acc[...] = per_offset[top, left]                                # the centre offset: no shift
     # Offsets in groups of equal horizontal shift dx, so that the wrap fix is done once per group.
-    for dx_shift in sorted({j - left for j in range(kw)}, key=abs):
+    for dx_shift in sorted({j - left for j in range(kw) if abs(j - left) < W}, key=abs):
         js = [j for j in range(kw) if j - left == dx_shift]
         protect = None
         if dx_shift != 0:
@@ -288,7 +306,7 @@ def _col2im_same_size(cols, g: ConvGeometry, merge_batch, may_overwrite):
                 protect = dx[..., landing].copy()
         for i in range(kh):
             for j in js:
-                if (i, j) == (top, left):
+                if (i, j) == (top, left) or not _reaches_image(g, i, j):
                     continue
                 shift = (i - top) * W + (j - left)
                 lo, hi = max(0, -shift), HW - max(0, shift)

@@ -24,7 +24,7 @@ from .conv import conv_geometry, padded_input, scratch_buffer, window_view
 
 __all__ = ["maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
            "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward", "MaxPoolCache", "AvgPoolCache",
-           "GlobalAvgPoolCache"]
+           "GlobalAvgPoolCache", "AdaptiveAvgPoolCache"]
 
 
 class MaxPoolCache(NamedTuple):
@@ -43,6 +43,14 @@ class AvgPoolCache(NamedTuple):
 
 class GlobalAvgPoolCache(NamedTuple):
     """What :func:`adaptive_avgpool2d_backward` needs after a global average (output size 1): x's shape."""
+    x_shape: tuple
+
+
+class AdaptiveAvgPoolCache(NamedTuple):
+    """What :func:`adaptive_avgpool2d_backward` needs after uneven adaptive windows: the averaging
+    matrices A_h (Ho, H) and A_w (Wo, W), and x's shape."""
+    rows: object
+    cols: object
     x_shape: tuple
 
 
@@ -187,9 +195,12 @@ def avgpool2d_backward(dout, cache):
 
 
 # ----------------------------------------------------- adaptive average
-def _adaptive_kernel(x, output_size):
+def _adaptive_size(x, output_size):
+    """(Ho, Wo) from an int, a pair, or None entries (keep that input size), as torch."""
     if x.ndim != 4:
         raise ValueError(f"adaptive_avgpool2d expects x of shape (N, C, H, W), got {tuple(x.shape)}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"adaptive_avgpool2d needs a floating-point x, got {x.dtype}")
     if isinstance(output_size, (tuple, list)):
         if len(output_size) != 2:
             raise ValueError(f"output_size must be an int or a pair (h, w), got {output_size!r}")
@@ -197,36 +208,60 @@ def _adaptive_kernel(x, output_size):
     else:
         oh = ow = output_size
     H, W = x.shape[2:]
+    if 0 in x.shape[1:]:   # torch refuses these too
+        raise ValueError(f"adaptive_avgpool2d: the input of shape {tuple(x.shape)} is empty: only the batch "
+                         "size N may be 0")
     oh, ow = H if oh is None else int(oh), W if ow is None else int(ow)  # None keeps that size, as torch
     if oh < 1 or ow < 1:
         raise ValueError(f"output_size must be positive, got {output_size!r}")
-    if H % oh or W % ow:
-        raise ValueError(f"adaptive_avgpool2d supports output sizes that divide the input: the input is "
-                         f"{H}x{W} and the output {oh}x{ow}; resize the input or pick a divisor")
-    return H // oh, W // ow
+    return oh, ow
+
+
+def _averaging_matrix(size, out_size, like):
+    """(out_size, size) matrix whose row a averages torch's adaptive window
+    [floor(a*size/out_size), ceil((a+1)*size/out_size)) (eq. P5)."""
+    a = np.arange(out_size)
+    start = (a * size) // out_size
+    end = -((-(a + 1) * size) // out_size)            # ceil
+    m = np.zeros((out_size, size))
+    for row in range(out_size):
+        m[row, start[row]:end[row]] = 1.0 / (end[row] - start[row])
+    return get_array_module(like).asarray(m, dtype=like.dtype)
 
 
 def adaptive_avgpool2d_forward(x, output_size):
-    """Average pooling to a fixed output size (Ho, Wo) (eq. P5).
+    """Average pooling to a fixed output size (Ho, Wo) with torch's windows (eq. P5).
 
     x: (N, C, H, W); output_size: int, (Ho, Wo) pair, None entries keep the input size.
-    H and W must be divisible by Ho and Wo; then the windows are H/Ho x W/Wo with
-    stride equal to their size, which is exactly torch's adaptive rule. Output size
-    1 is the global average (eq. P6). Returns (out (N, C, Ho, Wo), cache).
+    Output row a averages input rows [floor(a*H/Ho), ceil((a+1)*H/Ho)), and likewise
+    for columns; any Ho, Wo >= 1 works, smaller or larger than H, W. Output size 1 is
+    the global average (eq. P6). A window is a block of rows times a block of columns,
+    so its average is separable: out = A_h @ x @ A_w^T, with A_h (Ho, H) and A_w (Wo, W)
+    averaging matrices. When Ho, Wo divide H, W the windows are equal and disjoint and
+    plain average pooling (kernel H/Ho x W/Wo, eq. P5) does it faster.
+    Returns (out (N, C, Ho, Wo), cache).
     """
-    kh, kw = _adaptive_kernel(x, output_size)
-    if (kh, kw) == tuple(x.shape[2:]):
-        if x.dtype.kind != "f":
-            raise TypeError(f"adaptive_avgpool2d needs a floating-point x, got {x.dtype}")
+    oh, ow = _adaptive_size(x, output_size)
+    H, W = x.shape[2:]
+    if (oh, ow) == (1, 1):
         return x.mean(axis=(2, 3), keepdims=True), GlobalAvgPoolCache(tuple(x.shape))
-    return avgpool2d_forward(x, (kh, kw))
+    if H % oh == 0 and W % ow == 0:
+        return avgpool2d_forward(x, (H // oh, W // ow))
+    rows, cols = _averaging_matrix(H, oh, x), _averaging_matrix(W, ow, x)
+    return rows @ x @ cols.T, AdaptiveAvgPoolCache(rows, cols, tuple(x.shape))
 
 
 def adaptive_avgpool2d_backward(dout, cache):
-    """dx: (N, C, H, W) from dout (N, C, Ho, Wo); for output size 1, dx = dout / (H*W) everywhere (eq. P7)."""
+    """dx: (N, C, H, W) from dout (N, C, Ho, Wo): every input pixel gets the share 1/(window size)
+    of the dout of each window it is in (eq. P7 for output size 1; A_h^T @ dout @ A_w in general)."""
     if isinstance(cache, GlobalAvgPoolCache):
         xp = get_array_module(dout)
         x_shape = cache.x_shape
         check_grad_shape("adaptive_avgpool2d_backward", "dout", dout, (*x_shape[:2], 1, 1))
         return xp.broadcast_to(dout / (x_shape[2] * x_shape[3]), x_shape).copy()
+    if isinstance(cache, AdaptiveAvgPoolCache):
+        x_shape = cache.x_shape
+        check_grad_shape("adaptive_avgpool2d_backward", "dout", dout,
+                         (*x_shape[:2], cache.rows.shape[0], cache.cols.shape[0]))
+        return cache.rows.T @ dout @ cache.cols
     return avgpool2d_backward(dout, cache)

@@ -102,7 +102,9 @@ class AdaptiveAvgPool2d(Module):
     """Average pooling to a fixed ``output_size`` (int, (h, w), None entries keep that size) (eqs. P5-P7).
 
     ``AdaptiveAvgPool2d(1)`` is global average pooling: (N, C, H, W) -> (N, C, 1, 1).
-    Other sizes must divide H and W (then the result equals torch's).
+    Any other size uses torch's windows (output row a averages input rows
+    [floor(a*H/Ho), ceil((a+1)*H/Ho)), columns likewise), also when it does not divide
+    the input or exceeds it.
     """
 
     def __init__(self, output_size):
