@@ -153,6 +153,10 @@ def _kernel_cases():
         out, cache = F.conv2d_naive_forward(x, w, None, 1, 1)
         return out.shape, lambda d: F.conv2d_naive_backward(d, cache)
 
+    def im2col_conv():
+        out, cache = F.conv2d_forward(x, w, None, 1, 1)
+        return out.shape, lambda d: F.conv2d_backward(d, cache)
+
     def regroup():
         h_cols, cache = F.rows_to_columns_forward(rng.standard_normal((3, 2 * 4, 5)), 2, 4)
         return h_cols.shape, lambda d: F.rows_to_columns_backward(d, cache)
@@ -173,7 +177,7 @@ def _kernel_cases():
         (h_next, _), cache = F.lstm_step_forward(xs, h, h.copy(), *params)
         return h_next.shape, lambda d: F.lstm_step_backward(np.ones(h_next.shape), d, cache)
 
-    return {"conv2d_naive_backward": naive, "rows_to_columns_backward": regroup,
+    return {"conv2d_naive_backward": naive, "conv2d_backward": im2col_conv, "rows_to_columns_backward": regroup,
             "rnn_step_backward": lambda: step("rnn"), "gru_step_backward": lambda: step("gru"),
             "lstm_step_backward": lambda: step("lstm"), "lstm_step_backward.dc_next": lstm_dc}
 

@@ -242,7 +242,7 @@ def test_conv2d_rejects_bad_arguments(xp):
     with pytest.raises(ValueError, match="bias must have shape"):
         F.conv2d_forward(x, w, b[:2])
     out, cache = F.conv2d_forward(x, w, b, 1, 1)
-    with pytest.raises(ValueError, match="dout must have the output's shape"):
+    with pytest.raises(ValueError, match=r"conv2d_backward: dout must have shape \(2, 4, 5, 5\) .* got \(2, 4, 4, 5\)"):
         F.conv2d_backward(out[:, :, :4], cache)
     with pytest.raises(TypeError, match="dout is float32 but the forward pass ran in float64"):
         F.conv2d_backward(out.astype(np.float32), cache)
@@ -298,3 +298,17 @@ def test_conv2d_matches_torch(xp, x_shape, out_channels, kernel, stride, padding
     assert rel_error(layer.weight.grad, tconv.weight.grad.numpy()) <= 1e-8
     if bias:
         assert rel_error(layer.bias.grad, tconv.bias.grad.numpy()) <= 1e-8
+
+
+def test_forward_cache_is_named_and_holds_the_columns_of_eq_c4():
+    # The cache is a Conv2dCache read by name; its columns follow eq. C4 in the merged layout,
+    # checked here against the padded input element by element.
+    x, w, b = make_case(np, (2, 3, 4, 5), 4, 3, seed=9)
+    _, cache = F.conv2d_forward(x, w, b, 1, 1)
+    assert isinstance(cache, F.Conv2dCache)
+    assert cache.weight is w and cache.has_bias and cache.x_shape == (2, 3, 4, 5)
+    assert (cache.stride, cache.padding) == (1, 1)
+    xpad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    for n, c, i, j, a, bb in [(0, 0, 0, 0, 0, 0), (1, 2, 2, 1, 3, 4), (1, 1, 1, 2, 2, 0), (0, 2, 2, 2, 3, 4)]:
+        assert cache.cols[(c * 3 + i) * 3 + j, n * 4 * 5 + a * 5 + bb] == xpad[n, c, a + i, bb + j]
+    assert F.conv2d_forward(x, w, None, 1, 1)[1].has_bias is False

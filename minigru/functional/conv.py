@@ -14,27 +14,28 @@ Shapes used throughout::
     out    (N, K, Ho, Wo)        Ho = (H + pad_top + pad_bottom - kh) // sh + 1, same for Wo
     cols   (C*kh*kw, N*Ho*Wo)    one column per output pixel of every image ("merged" layout)
 
-Speed notes (measured on 2 cores, float32, N=64, 3x3 kernels; docs/performance.md):
+Why it is written this way (the measurements are in docs/performance.md, items 2, 3 and 7):
 
-* One GEMM over the merged layout ``(C*kh*kw, N*Ho*Wo)`` beats N batched
-  GEMMs of ``(C*kh*kw, Ho*Wo)`` (forward 2.7 vs 3.3 ms at 32->64 channels,
-  16x16; the weight gradient 2.7 vs 4.2 ms). It costs a transpose of the
-  output and of ``dout``, which are 9x smaller than ``cols``.
-* Splitting im2col/col2im over threads made them 1.9x faster alone but not
-  faster inside a forward+backward pass: OpenBLAS's worker threads keep
-  spinning on the other core after each GEMM. So they run in one thread.
+* One GEMM over the merged layout ``(C*kh*kw, N*Ho*Wo)`` rather than N batched
+  GEMMs of ``(C*kh*kw, Ho*Wo)``: it is faster for the forward pass and more so
+  for the weight gradient. It costs a transpose of the output and of ``dout``,
+  which are 9x smaller than ``cols``.
+* im2col/col2im run in one thread: split over threads they are faster alone
+  but not inside a forward+backward pass, because OpenBLAS's worker threads
+  keep spinning on the other core after each GEMM.
 * "Same"-size windows (stride 1, output as large as the input: 3x3 with
   padding 1) are flat shifts of the flattened image (see
-  :func:`_im2col_same_size`), so col2im adds rows of H*W numbers instead of W:
-  5.3 -> 3.2 ms at 32 channels 16x16 and 4.1 -> 1.7 ms at 64 channels 8x8.
-  im2col gains only for narrow images (1.55 -> 0.90 ms at 8x8; at 16x16 the
-  strided copy is already as fast as memory allows), so it uses shifts for W < 16.
+  :func:`_im2col_same_size`), so col2im adds rows of H*W numbers instead of W,
+  which NumPy's fixed cost per row makes much faster for small images. im2col
+  gains only for narrow images (for wider ones the strided copy already runs at
+  memory speed), so it uses shifts for W < 16.
 * Memory: the large work arrays (the GEMM results, ``dcols``) are fresh
   arrays, not kept per shape: with :func:`minigru.perf.tune_host_memory`
   malloc hands the freed block of one layer to the next without page faults,
-  and the peak memory of a SeedCNN training step at batch 128 fell from 251
-  to 152 MB (torch: 149 MB) at the same speed. Only the padded input stays a
-  reused work buffer: it is small, and its zero border is never rewritten.
+  so per-shape buffers bought no speed but held memory for every layer at once.
+  Only the padded input stays a reused work buffer
+  (:func:`minigru.functional._workspace.scratch`): it is small, and its zero
+  border is never rewritten.
 """
 from __future__ import annotations
 
@@ -42,11 +43,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._checks import check_grad_shape
 from .._checks import pair as _pair
 from ..backend import get_array_module
 from . import _workspace
 
-__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
+__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "Conv2dCache"]
 
 
 # ----------------------------------------------------------------- geometry
@@ -107,19 +109,13 @@ def conv_geometry(x_shape, kernel_size, stride=1, padding=0) -> ConvGeometry:
 
 
 # ------------------------------------------------------------ work buffers
-def scratch_buffer(tag: str, shape, like, fill=0.0):
-    """A reusable work array of ``shape`` and ``like``'s dtype and backend, per thread, for arrays
-    that never leave the function using them (see :func:`minigru.functional._workspace.scratch`)."""
-    return _workspace.scratch(tag, shape, like, fill)
-
-
 def padded_input(x, g: ConvGeometry, fill=0.0):
     """``x`` padded by the geometry's pads with ``fill`` (eq. C3): ``x`` itself without padding, else
     a reused (N, C, Hp, Wp) work buffer (its border is never written, so it keeps ``fill``)."""
     if not any(g.pads):
         return x
     N, C = x.shape[:2]
-    xpad = scratch_buffer("padded:" + str(g.pads), (N, C, g.Hp, g.Wp), x, fill)
+    xpad = _workspace.scratch("padded:" + str(g.pads), (N, C, g.Hp, g.Wp), x, fill)
     top, _, left, _ = g.pads
     xpad[:, :, top:top + g.H, left:left + g.W] = x
     return xpad
@@ -192,7 +188,7 @@ def col2im(cols, x_shape, kh, kw, stride=1, padding=0, *, merge_batch=False):
         patches = cols.reshape(N, C, kh, kw, g.Ho, g.Wo)
     # Accumulate in a padded buffer, so that every offset is one rectangular strided add.
     if any(g.pads):
-        acc = scratch_buffer("col2im", (N, C, g.Hp, g.Wp), cols)
+        acc = _workspace.scratch("col2im", (N, C, g.Hp, g.Wp), cols)
         acc.fill(0)
     else:
         acc = xp.zeros(x_shape, dtype=cols.dtype)
@@ -318,6 +314,17 @@ def _col2im_same_size(cols, g: ConvGeometry, merge_batch, may_overwrite):
 
 
 # ------------------------------------------------------------ convolution
+class Conv2dCache(NamedTuple):
+    """What :func:`conv2d_backward` needs: the im2col columns of the input, the weight, whether
+    there is a bias, x's shape, and the stride and padding as given to :func:`conv2d_forward`."""
+    cols: object        # (C*kh*kw, N*Ho*Wo), the merged layout
+    weight: object      # (K, C, kh, kw)
+    has_bias: bool
+    x_shape: tuple      # (N, C, H, W)
+    stride: object
+    padding: object
+
+
 def _check_conv_inputs(x, weight, bias):
     xp = get_array_module(x, weight, bias)
     if x.ndim != 4:
@@ -348,7 +355,7 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0):
 
     Returns (out, cache):
     - out: (N, K, Ho, Wo), Ho = (H + 2*ph - kh) // sh + 1, Wo likewise
-    - cache: (cols (C*kh*kw, N*Ho*Wo), weight, bias is not None, x.shape, stride, padding)
+    - cache: a :class:`Conv2dCache` (cols (C*kh*kw, N*Ho*Wo), weight, has_bias, x_shape, stride, padding)
     """
     xp = _check_conv_inputs(x, weight, bias)
     K, C, kh, kw = weight.shape
@@ -368,7 +375,7 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0):
     else:
         out[...] = out_images
     ### END SOLUTION
-    return out, (cols, weight, bias is not None, tuple(x.shape), stride, padding)
+    return out, Conv2dCache(cols, weight, bias is not None, tuple(x.shape), stride, padding)
 
 
 def conv2d_backward(dout, cache, need_dx=True):
@@ -376,7 +383,7 @@ def conv2d_backward(dout, cache, need_dx=True):
 
     Inputs:
     - dout: (N, K, Ho, Wo), gradient of the loss with respect to ``out``
-    - cache: from conv2d_forward
+    - cache: the :class:`Conv2dCache` from conv2d_forward
     - need_dx: False skips the input gradient (e.g. for the first layer) and returns dx=None
 
     Returns (dx, dweight, dbias):
@@ -385,14 +392,13 @@ def conv2d_backward(dout, cache, need_dx=True):
     - dbias: (K,) or None     = sum of dout over n, a, b          (eq. C7)
     where dout_mat: (K, N*Ho*Wo) is dout with the batch axis moved after K.
     """
-    cols, weight, has_bias, x_shape, stride, padding = cache
+    cols, weight, has_bias, x_shape = cache.cols, cache.weight, cache.has_bias, cache.x_shape
+    stride, padding = cache.stride, cache.padding
     xp = get_array_module(dout, cols)
     K, C, kh, kw = weight.shape
     N = x_shape[0]
     g = conv_geometry(x_shape, (kh, kw), stride, padding)
-    if tuple(dout.shape) != (N, K, g.Ho, g.Wo):
-        raise ValueError(f"conv2d_backward: dout must have the output's shape {(N, K, g.Ho, g.Wo)}, "
-                         f"got {tuple(dout.shape)}")
+    check_grad_shape("conv2d_backward", "dout", dout, (N, K, g.Ho, g.Wo))
     if dout.dtype != cols.dtype:
         raise TypeError(f"conv2d_backward: dout is {dout.dtype} but the forward pass ran in {cols.dtype}")
     w_mat = weight.reshape(K, C * kh * kw)

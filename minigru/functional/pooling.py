@@ -20,7 +20,8 @@ import numpy as np
 
 from .._checks import check_grad_shape
 from ..backend import get_array_module
-from .conv import conv_geometry, padded_input, scratch_buffer, window_view
+from . import _workspace
+from .conv import conv_geometry, padded_input, window_view
 
 __all__ = ["maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
            "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward", "MaxPoolCache", "AvgPoolCache",
@@ -79,7 +80,7 @@ def _zeroed_gradient_buffer(tag, x_shape, g, like):
     is cropped into a new array), else a new array that becomes dx itself."""
     if not any(g.pads):
         return get_array_module(like).zeros(x_shape, dtype=like.dtype)
-    buf = scratch_buffer(tag, (*x_shape[:2], g.Hp, g.Wp), like)
+    buf = _workspace.scratch(tag, (*x_shape[:2], g.Hp, g.Wp), like)
     buf.fill(0)
     return buf
 
