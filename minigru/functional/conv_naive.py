@@ -68,7 +68,7 @@ def conv2d_naive_backward(dout, cache):
 
     Input: dout (N, K, Ho, Wo). Returns (dx (N, C, H, W), dweight (K, C, kh, kw), dbias (K,) or None).
     """
-    xpad, weight, has_bias, g = cache
+    xpad, weight, has_bias, g = cache.xpad, cache.weight, cache.has_bias, cache.geometry
     xp = get_array_module(dout, xpad)
     N = xpad.shape[0]
     K, C, kh, kw = weight.shape
