@@ -214,7 +214,8 @@ MUTATIONS = {
     "conv: input gradient with the kernel rotated": (
         "Conv2d 3x3 pad 1", lambda mp: _wrap_args(
             mp, F, "conv2d_backward",
-            lambda a: [a[0], _replace(a[1], 1, a[1][1][:, :, ::-1, ::-1].copy()), *a[2:]]), "input[0]"),
+            lambda a: [a[0], a[1]._replace(weight=a[1].weight[:, :, ::-1, ::-1].copy()), *a[2:]]),
+        "input[0]"),
     "conv: weight gradient flipped (convolution for correlation)": (
         "Conv2d 3x2 stride 2", lambda mp: _wrap(mp, F, "conv2d_backward",
                                                 lambda a, r: _replace(r, 1, r[1][:, :, ::-1, ::-1])), "weight"),
