@@ -1,12 +1,15 @@
 """Run records (minigru.records): a finished run folder becomes a small record that reads back the
 same, carries no path of the machine that made it, and takes its weights only on request, small."""
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from minigru import cli, records
-from minigru.models import load_trained
+from minigru.models import load_trained, model_names
+from minigru.train import read_checkpoint
 
 TINY = ["--model", "cnn-gru-bn", "--dataset", "synthetic-shapes", "--limit-train", "64", "--limit-test", "16",
         "--batch-size", "16", "--val-split", "0.25", "--no-progress", "--epochs", "2",
@@ -90,3 +93,58 @@ def test_find_run_prefers_your_run_folder_and_names_no_machine_path(run, tmp_pat
     assert where == "record records/tiny" and found["weights"] is None
     assert str(tmp_path) not in where
     assert records.find_run("other", tmp_path / "records", runs=run.parent) == (None, None)
+
+
+# ---------------------------------------------------------------- the records shipped with the notebooks
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = sorted(p for p in (ROOT / records.DEFAULT_RECORDS).iterdir() if p.is_dir() and p.name != "__pycache__")
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_a_shipped_record_reads_back_without_machine_paths(folder):
+    record = records.read_record(folder)
+    assert record["config"]["model"] in model_names(), f"{folder.name}: not a registered model"
+    assert len(record["history"]) == record["results"]["epochs"], f"{folder.name}: history and results disagree"
+    paths = [s for s in _strings(record["config"]) if s.startswith(("/", "~")) or re.match(r"[A-Za-z]:\\", s)]
+    assert not paths, f"{folder.name}/config.json names paths of the machine that trained it: {paths}"
+
+
+@pytest.mark.parametrize("folder", [p for p in SHIPPED if (p / records.WEIGHTS_FILE).is_file()], ids=lambda p: p.name)
+def test_shipped_weights_are_small_float_and_rebuild_the_recorded_model(folder):
+    """The weights alone (no optimizer state), in the run's own dtype (no silent float16), for the model that
+    results.json describes."""
+    weights = folder / records.WEIGHTS_FILE
+    assert weights.stat().st_size <= records.MAX_WEIGHTS_BYTES
+    checkpoint = read_checkpoint(weights)
+    assert not checkpoint["optimizer"], f"{folder.name}: the record's checkpoint carries the optimizer state"
+    model, config = load_trained(folder)
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    assert model.num_parameters() == results["parameters"]
+    dtypes = {str(p.data.dtype) for p in model.parameters()}
+    stored = {str(a.dtype) for a in checkpoint["model"].values() if np.issubdtype(a.dtype, np.floating)}
+    assert stored == dtypes == {config["dtype"]}, f"{folder.name}: weights stored as {stored}, run in {config['dtype']}"
+
+
+@pytest.mark.parametrize("notebook", ["03_cnn_gru_on_cifar10.ipynb", "05_inside_the_gru.ipynb"])
+def test_the_notebooks_that_study_weights_find_them_in_a_shipped_record(notebook):
+    """On a fresh clone, notebooks 3 and 5 study a real trained model (not only a short stand-in run): a model
+    they look up (find_run / trained_weights) has a shipped record with weights, and notebook 3's command
+    trains that same model."""
+    cells = json.loads((ROOT / "notebooks" / notebook).read_text(encoding="utf-8"))["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    looked_up = set(re.findall(r'(?:find_run|trained_weights)\(\s*"([\w-]+)"', code))
+    assert looked_up, f"{notebook} looks up no run"
+    with_weights = {p.name for p in SHIPPED if (p / records.WEIGHTS_FILE).is_file()}
+    assert looked_up & with_weights, f"{notebook} studies {sorted(looked_up)}; records with weights: {sorted(with_weights)}"
+    if notebook.startswith("03_"):
+        text = "\n".join("".join(c["source"]) for c in cells)
+        commands = set(re.findall(r"python -m minigru train --model ([\w-]+)", text))
+        assert commands and commands <= looked_up & with_weights, (commands, looked_up)
