@@ -1,15 +1,6 @@
 """The ``minigru`` command line (also ``python -m minigru``): train, evaluate, gradcheck, models.
 
-::
-
-    minigru train --model cnn-gru-bn --data /tmp/cifar --out runs/bn     # the model's best known recipe
-    minigru train --model row-gru --dataset synthetic-shapes --epochs 2   # offline, generated images
-    minigru train --model cnn-gru --dataset folder --data photos/ --augment keras   # your own images
-    minigru train --out runs/bn --resume                                  # continue an interrupted run exactly
-    minigru train --out runs/bn --resume --epochs 30                      # extend a finished run
-    minigru evaluate runs/bn/checkpoint.npz                               # loss, accuracy, confusion matrix
-    minigru gradcheck                                                     # every layer against finite differences
-    minigru models                                                        # the models and their recipes
+Examples: ``minigru --help`` prints them (``minigru.cli.parser.EXAMPLES``, their one home).
 
 Errors print one line (exit status 2; a run whose loss diverged: 1); set
 MINIGRU_TRACEBACK=1 to see the full traceback.
