@@ -6,8 +6,9 @@ times were measured with ``OPENBLAS_NUM_THREADS=1``, and on a shared 2-core VM
 with other jobs running, the quick-start run took 37 s with the BLAS default
 (one thread per core) against 18 s with one thread (issue 14): threads that
 wait on busy cores spin and steal time from each other. On an idle machine
-more threads can help the large matrix products; ``--threads 2`` (or 0, the
-library's default: all cores) tries it. docs/performance.md keeps the measurements.
+more threads help the large matrix products (``--threads 2``, or 0 for the
+library's default: all cores); docs/user_guide.md keeps the measurements of
+both cases, which is why one thread, never badly wrong, is the default.
 """
 from __future__ import annotations
 
