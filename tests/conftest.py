@@ -67,3 +67,29 @@ def strict_cupy_backend():
 def rng():
     """A fresh, seeded numpy Generator per test."""
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def interrupted_after_epoch(monkeypatch):
+    """``with interrupted_after_epoch(k): cli.main([...train...])``: the CLI's training stops as by
+    Ctrl-C right after epoch ``k``'s files are written, as an interrupted run would."""
+    from minigru.cli import train as cli_train
+    real_writer = cli_train._epoch_writer
+
+    @contextlib.contextmanager
+    def interrupted(epoch):
+        def interrupting_writer(*args):
+            write = real_writer(*args)
+
+            def on_epoch_end(trainer, record):
+                write(trainer, record)
+                if record["epoch"] == epoch:
+                    raise KeyboardInterrupt
+            return on_epoch_end
+
+        monkeypatch.setattr(cli_train, "_epoch_writer", interrupting_writer)
+        try:
+            yield
+        finally:
+            monkeypatch.setattr(cli_train, "_epoch_writer", real_writer)
+    return interrupted

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from minigru import backend, cli
-from minigru.cli import train as cli_train
 from minigru.models import build_model, load_trained
 from minigru.train import read_checkpoint, save_checkpoint
 
@@ -55,26 +54,14 @@ def test_train_writes_every_file_and_evaluate_reads_them_back(tmp_path, capsys):
     assert all(np.array_equal(model.state_dict()[k], saved[k]) for k in saved)
 
 
-def test_resume_continues_an_interrupted_run_exactly(tmp_path, monkeypatch):
+def test_resume_continues_an_interrupted_run_exactly(tmp_path, interrupted_after_epoch):
     status, straight = train(tmp_path, "--epochs", "3", "--model-arg", "dropout=0.3", name="straight")
     assert status == 0
 
-    real_writer = cli_train._epoch_writer
-
-    def interrupting_writer(*args):
-        write = real_writer(*args)
-
-        def on_epoch_end(trainer, record):
-            write(trainer, record)
-            if record["epoch"] == 2:
-                raise KeyboardInterrupt
-        return on_epoch_end
-
-    monkeypatch.setattr(cli_train, "_epoch_writer", interrupting_writer)
-    status, resumed = train(tmp_path, "--epochs", "3", "--model-arg", "dropout=0.3", name="resumed")
+    with interrupted_after_epoch(2):
+        status, resumed = train(tmp_path, "--epochs", "3", "--model-arg", "dropout=0.3", name="resumed")
     assert status == 130                                     # stopped after epoch 2, checkpoint written
     assert read_checkpoint(resumed / "checkpoint.npz")["epoch"] == 2
-    monkeypatch.setattr(cli_train, "_epoch_writer", real_writer)
     assert cli.main(["train", "--out", str(resumed), "--resume", "--no-progress"]) == 0
 
     a, b = read_checkpoint(straight / "checkpoint.npz"), read_checkpoint(resumed / "checkpoint.npz")

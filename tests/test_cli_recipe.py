@@ -7,7 +7,6 @@ import pytest
 
 from minigru import cli
 from minigru.cli import run as cli_run
-from minigru.cli import train as cli_train
 from minigru.models import load_trained
 from minigru.train import read_checkpoint
 
@@ -46,24 +45,12 @@ def test_fast_recipe_fits_the_whitening_and_trains_with_ema(tmp_path, capsys):
     assert int(model.whiten.fitted) == 1
 
 
-def test_resume_with_ema_continues_exactly(tmp_path, monkeypatch):
+def test_resume_with_ema_continues_exactly(tmp_path, interrupted_after_epoch):
     status, straight = train(tmp_path, "--epochs", "3", "--ema", "0.8", name="straight")
     assert status == 0
-    real_writer = cli_train._epoch_writer
-
-    def interrupting_writer(*args):
-        write = real_writer(*args)
-
-        def on_epoch_end(trainer, record):
-            write(trainer, record)
-            if record["epoch"] == 2:
-                raise KeyboardInterrupt
-        return on_epoch_end
-
-    monkeypatch.setattr(cli_train, "_epoch_writer", interrupting_writer)
-    status, resumed = train(tmp_path, "--epochs", "3", "--ema", "0.8", name="resumed")
+    with interrupted_after_epoch(2):
+        status, resumed = train(tmp_path, "--epochs", "3", "--ema", "0.8", name="resumed")
     assert status == 130
-    monkeypatch.setattr(cli_train, "_epoch_writer", real_writer)
     assert cli.main(["train", "--out", str(resumed), "--resume", "--no-progress"]) == 0
     a, b = read_checkpoint(straight / "checkpoint.npz"), read_checkpoint(resumed / "checkpoint.npz")
     for key in a["model"]:

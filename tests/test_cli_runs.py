@@ -87,7 +87,7 @@ SYNTH = ["--model", "seed-cnn", "--dataset", "synthetic-shapes", "--limit-train"
          "--model-arg", "hidden=[8]", "--model-arg", "dropout=0.2", "--no-progress", "--val-split", "0"]
 
 
-def test_resume_with_more_epochs_extends_a_finished_run_with_a_new_cycle(tmp_path, monkeypatch):
+def test_resume_with_more_epochs_extends_a_finished_run_with_a_new_cycle(tmp_path, interrupted_after_epoch):
     straight = tmp_path / "straight"
     assert cli.main(["train", *SYNTH, "--epochs", "2", "--out", str(straight)]) == 0
     assert cli.main(["train", "--out", str(straight), "--resume", "--epochs", "4", "--no-progress"]) == 0
@@ -101,20 +101,8 @@ def test_resume_with_more_epochs_extends_a_finished_run_with_a_new_cycle(tmp_pat
     # the same extension, interrupted after epoch 3 and resumed: exactly the same weights
     other = tmp_path / "interrupted"
     assert cli.main(["train", *SYNTH, "--epochs", "2", "--out", str(other)]) == 0
-    real_writer = cli_train._epoch_writer
-
-    def interrupting_writer(*args):
-        write = real_writer(*args)
-
-        def on_epoch_end(trainer, record):
-            write(trainer, record)
-            if record["epoch"] == 3:
-                raise KeyboardInterrupt
-        return on_epoch_end
-
-    monkeypatch.setattr(cli_train, "_epoch_writer", interrupting_writer)
-    assert cli.main(["train", "--out", str(other), "--resume", "--epochs", "4", "--no-progress"]) == 130
-    monkeypatch.setattr(cli_train, "_epoch_writer", real_writer)
+    with interrupted_after_epoch(3):
+        assert cli.main(["train", "--out", str(other), "--resume", "--epochs", "4", "--no-progress"]) == 130
     assert cli.main(["train", "--out", str(other), "--resume", "--no-progress"]) == 0
     resumed = read_checkpoint(other / "checkpoint.npz")
     assert resumed["epoch"] == 4 and resumed["history"]["lr"] == lr
