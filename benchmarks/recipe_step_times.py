@@ -32,7 +32,7 @@ from minigru.models import build_model
 # whitening keeps overlapping patches (stride 1) and whose first block runs at 31x31.
 CANDIDATES = {
     "airbench-32-64-128": ("cnn-gru-fast", {"whiten_stride": 1, "widths": (32, 64, 128), "convs_per_block": 1}),
-    "airbench-64-128-256-c122": ("cnn-gru-90", {"whiten_stride": 1, "widths": (64, 128, 256),
+    "airbench-64-128-256-c122": ("cnn-gru-hour", {"whiten_stride": 1, "widths": (64, 128, 256),
                                                 "convs_per_block": (1, 2, 2)}),
 }
 
@@ -93,7 +93,7 @@ def make_step(name, overrides, batch, seed=0):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="*", default=["cnn-gru-bn", "cnn-gru-fast", "cnn-gru-90"],
+    parser.add_argument("--models", nargs="*", default=["cnn-gru-bn", "cnn-gru-fast", "cnn-gru-hour"],
                         help=f"registry names or candidates: {', '.join(CANDIDATES)}")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=5)

@@ -1,4 +1,4 @@
-"""WhitenedCNNGRU (cnn-gru-fast, cnn-gru-90): shapes, whole-model gradient check, a torch twin, the
+"""WhitenedCNNGRU (cnn-gru-fast, cnn-gru-hour): shapes, whole-model gradient check, a torch twin, the
 input_grad speed option, the trained-conv ablation, the registry entries and a short learning run."""
 import json
 
@@ -85,7 +85,7 @@ def test_the_whitening_is_fixed_and_the_ablation_trains_its_conv():
 
 def test_registered_recipes_build_and_map_cifar_images():
     rng = np.random.default_rng(4)
-    for name in ("cnn-gru-fast", "cnn-gru-90"):
+    for name in ("cnn-gru-fast", "cnn-gru-hour"):
         spec = get_spec(name)
         assert spec.builder is WhitenedCNNGRU
         recipe = default_recipe(name)

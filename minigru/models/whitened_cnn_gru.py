@@ -4,7 +4,7 @@
 
     x (N, 3, 32, 32)
       -> whiten: PatchWhitening 2x2, fixed filters from the data (+ negated copies)
-           whiten_stride=2 (cnn-gru-fast, cnn-gru-90): non-overlapping patches      (N, 24, 16, 16)
+           whiten_stride=2 (cnn-gru-fast, cnn-gru-hour): non-overlapping patches      (N, 24, 16, 16)
            whiten_stride=1 (airbench): overlapping patches                          (N, 24, 31, 31)
       -> whiten_relu: ReLU
       -> features, one block per width:
