@@ -13,7 +13,8 @@ Cases (``kind`` and its parameters):
 * ``gru``   B, T, I, H, L: GRU forward + backward (dout on every output)
 * ``conv``  N, C, K, S: Conv2d(C, K, 3, padding=1) on (N, C, S, S), forward + backward (with dx)
 * ``pool``  N, C, S, relu: MaxPool2d(2) (with relu: ReLU then MaxPool2d) forward + backward
-* ``step``  model ("seed" | "cnngru"), B: one training step, forward + cross-entropy + backward + Adam
+* ``step``  model (a key of STEP_MODELS), B, optimizer ("sgd" | "adam"): one training step, forward +
+  cross-entropy + backward + optimizer update, batch norm in training mode
 
 This module imports neither framework at the top: a worker process imports only the one it runs.
 """
@@ -25,6 +26,10 @@ import numpy as np
 
 SEED = 0
 CLASSES = 10
+STEP_MODELS = {"seed": "SeedCNN", "cnngru": "CNNGRU", "cnn-gru-fast": "cnn-gru-fast"}
+"""The models of the ``step`` case: key -> name in the tables (cnn-gru-fast is issue 14's headline model)."""
+OPTIMIZERS = {"sgd": "SGD-nesterov", "adam": "Adam"}
+"""The optimizers of the ``step`` case: key -> name in the tables."""
 
 
 def case_data(kind, p):
@@ -71,14 +76,44 @@ def minigru_model(kind, p, optimize=True):
             nn.fuse_relu_maxpool(model)
         return model
     if kind == "step":
-        from minigru import models  # noqa: PLC0415
-        model = models.SeedCNN(rng=SEED) if p["model"] == "seed" else models.CNNGRU(rng=SEED)
+        model = _step_model(p, optimize)
         if optimize:
             first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
             first_conv.input_grad = False
             nn.fuse_relu_maxpool(model)
         return model
     raise ValueError(f"no model for kind {kind!r}")
+
+
+def _step_model(p, optimize):
+    from minigru import models  # noqa: PLC0415
+    if p["model"] == "seed":
+        return models.SeedCNN(rng=SEED)
+    if p["model"] == "cnngru":
+        return models.CNNGRU(rng=SEED)
+    if p["model"] == "cnn-gru-fast":
+        # The registered model (input_grad=False); --plain-models asks for the input gradient as the others do.
+        model = models.build_model("cnn-gru-fast", rng=SEED, input_grad=not optimize)
+        # The frozen whitening is fitted to the case's images, the same in every process, before the torch
+        # twin copies its filters: both frameworks then whiten with identical filters.
+        return model.initialize_from_data(case_data("step", p)["x"])
+    raise ValueError(f"unknown step model {p['model']!r}; choose from {sorted(STEP_MODELS)}")
+
+
+def make_optimizer(optim, name, params, ndim):
+    """The step's optimizer from ``optim`` (``minigru.optim`` or ``torch.optim``: the same signatures).
+
+    ``"sgd"``: the recipes' SGD (minigru train): Nesterov momentum 0.9, weight decay 5e-4 on weight
+    matrices and kernels only (``ndim(p) > 1``), not on biases or batch norm. ``"adam"``: Adam, lr 1e-3.
+    """
+    params = list(params)
+    if name == "adam":
+        return optim.Adam(params, lr=1e-3)
+    if name == "sgd":
+        groups = [{"params": [q for q in params if ndim(q) > 1], "weight_decay": 5e-4},
+                  {"params": [q for q in params if ndim(q) <= 1], "weight_decay": 0.0}]
+        return optim.SGD([g for g in groups if g["params"]], lr=0.05, momentum=0.9, nesterov=True)
+    raise ValueError(f"unknown optimizer {name!r}; choose from {sorted(OPTIMIZERS)}")
 
 
 def torch_twin(torch, kind, p, model):
@@ -91,24 +126,33 @@ def torch_twin(torch, kind, p, model):
         return torch.nn.Sequential(OrderedDict(features=interop.export_to_torch(model.features),
                                                classifier=interop.export_to_torch(model.classifier)))
 
-    class TorchCNNGRU(torch.nn.Module):
-        """The recipe of minigru.interop's docstring: conv features -> columns -> GRU -> Linear."""
+    if model.readout != "final" or "dropout" in model._modules:
+        raise ValueError("the torch twin reads the GRU's final states without dropout, as the step models do")
+
+    class TorchConvGRU(torch.nn.Module):
+        """The recipe of minigru.interop's docstring: (frozen whitening -> ReLU ->) conv features -> columns ->
+        GRU -> final states -> Linear."""
 
         def __init__(self):
             super().__init__()
+            whiten = getattr(model, "whiten", None)
+            # a buffer, not a parameter: the filters are fixed, and the gradient names match minigru's
+            self.register_buffer("whiten", None if whiten is None else torch.from_numpy(np.array(whiten.weight)))
+            self.geometry = {} if whiten is None else dict(stride=whiten.stride, padding=whiten.padding)
             self.features = interop.export_to_torch(model.features)
             self.gru = interop.export_to_torch(model.gru)
             self.fc = interop.export_to_torch(model.fc)
 
         def forward(self, x):
+            if self.whiten is not None:
+                x = torch.relu(torch.nn.functional.conv2d(x, self.whiten, **self.geometry))
             f = self.features(x)
             seq = f.permute(3, 0, 1, 2).reshape(f.shape[3], f.shape[0], -1)
             _, h_n = self.gru(seq)
-            return self.fc(h_n[-1])
+            final = torch.cat([h_n[-2], h_n[-1]], dim=1) if self.gru.bidirectional else h_n[-1]
+            return self.fc(final)
 
-    twin = TorchCNNGRU()
-    twin.load_state_dict(interop.to_torch_state_dict(model))
-    return twin
+    return TorchConvGRU()
 
 
 # ------------------------------------------------------------------------------ runners
@@ -192,7 +236,7 @@ class MinigruRunner(_Runner):
             return
         x, y = data["x"], data["y"]
         loss_fn = nn.CrossEntropyLoss()
-        opt = optim.Adam(model.parameters(), lr=1e-3)
+        opt = make_optimizer(optim, p["optimizer"], model.parameters(), lambda q: q.data.ndim)
 
         def train_step():
             opt.zero_grad()
@@ -208,6 +252,8 @@ class MinigruRunner(_Runner):
             got = {"logits": logits, "loss": loss}
             got.update({f"grad.{n}": prm.grad for n, prm in model.named_parameters()})
             result = {k: backend.to_numpy(v).copy() for k, v in got.items()}
+            opt.step()          # and one update, so that the two optimizers are checked too
+            result.update({f"updated.{n}": backend.to_numpy(prm.data).copy() for n, prm in model.named_parameters()})
             opt.zero_grad()
             return result
 
@@ -285,7 +331,7 @@ class TorchRunner(_Runner):
             return
         x, y = self._tensor(data["x"]), self._tensor(data["y"])
         loss_fn = torch.nn.CrossEntropyLoss()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        opt = make_optimizer(torch.optim, p["optimizer"], model.parameters(), lambda q: q.dim())
 
         def train_step():
             opt.zero_grad()
@@ -300,6 +346,8 @@ class TorchRunner(_Runner):
             got = {"logits": logits.detach(), "loss": loss.detach()}
             got.update({f"grad.{n}": prm.grad for n, prm in model.named_parameters()})
             result = {k: v.detach().cpu().numpy().copy() for k, v in got.items()}
+            opt.step()
+            result.update({f"updated.{n}": prm.detach().cpu().numpy().copy() for n, prm in model.named_parameters()})
             opt.zero_grad()
             return result
 

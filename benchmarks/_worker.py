@@ -12,7 +12,8 @@ reads one JSON request per line on stdin and answers one JSON line each:
 Errors come back as {"ok": false, "error": "..."}. Anything else the libraries print goes
 to stderr: the answers use a private copy of the original stdout.
 
-``python benchmarks/_worker.py memory --framework F --model seed|cnngru --batch 128 --steps 3``
+``python benchmarks/_worker.py memory --framework F --model seed|cnngru|cnn-gru-fast --batch 128 --steps 3
+[--optimizer sgd|adam]``
 runs a short training run in this (fresh) process and prints its peak memory as JSON.
 """
 from __future__ import annotations
@@ -103,9 +104,10 @@ def memory(args):
     """Peak memory of ``steps`` training steps at batch ``batch`` in this fresh process, as JSON on stdout."""
     runner = _frameworks.make_runner(args.framework, args.backend, threads=args.threads,
                                      tune_memory=args.tune_memory, optimize=not args.plain_models)
-    params = {"model": args.model, "B": args.batch}
+    params = {"model": args.model, "B": args.batch, "optimizer": args.optimizer}
     runner.setup("mem", "step", params)
-    result = {"framework": args.framework, "model": args.model, "batch": args.batch, "steps": args.steps}
+    result = {"framework": args.framework, "model": args.model, "batch": args.batch, "steps": args.steps,
+              "optimizer": args.optimizer}
     gpu = args.backend == "cupy"
     if gpu and args.framework == "minigru":
         pool = runner.xp.get_default_memory_pool()
@@ -146,7 +148,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--tune-memory", action="store_true", help="call minigru.perf.tune_host_memory() first")
     parser.add_argument("--plain-models", action="store_true")
-    parser.add_argument("--model", choices=["seed", "cnngru"], default="seed")
+    parser.add_argument("--model", choices=list(_frameworks.STEP_MODELS), default="seed")
+    parser.add_argument("--optimizer", choices=list(_frameworks.OPTIMIZERS), default="sgd")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--tracemalloc", action="store_true")

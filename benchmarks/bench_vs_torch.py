@@ -4,6 +4,7 @@
     python benchmarks/bench_vs_torch.py --parts gru,step    # some parts only
     python benchmarks/bench_vs_torch.py --markdown --json results.json
     python benchmarks/bench_vs_torch.py --backend cupy      # CuPy against torch CUDA (needs a GPU)
+    python benchmarks/bench_vs_torch.py --parts step --optimizer adam   # train steps with Adam, not SGD
 
 How it measures (see docs/performance.md):
 
@@ -21,6 +22,10 @@ How it measures (see docs/performance.md):
 * The minigru worker calls ``minigru.perf.tune_host_memory()`` and builds the
   CNNs with their speed options (first Conv2d ``input_grad=False``, fused
   ReLU/MaxPool2d); ``--no-tune-memory`` / ``--plain-models`` turn them off.
+* The train steps ("step", "memory") are SeedCNN, CNNGRU and issue 14's headline
+  model cnn-gru-fast (frozen patch whitening, conv-BN blocks, bidirectional GRU), batch
+  norm in training mode, with ``--optimizer``: the recipes' SGD (Nesterov momentum 0.9,
+  weight decay 5e-4 on weights; the default) or Adam, the same in both frameworks.
 * Peak memory: a fresh process per framework runs a few training steps at batch
   128 and reports its peak resident memory (ru_maxrss) minus the memory it had
   before the first step (the training working set), and the absolute peak.
@@ -52,8 +57,8 @@ GRU_SHAPES = [dict(B=64, T=32, I=96, H=128, L=1), dict(B=64, T=8, I=1024, H=256,
 CONV_SHAPES = [dict(N=64, C=3, K=32, S=32), dict(N=64, C=32, K=64, S=16), dict(N=64, C=64, K=128, S=8)]
 POOL_SHAPES = [dict(N=64, C=32, S=32, relu=False), dict(N=64, C=64, S=16, relu=False),
                dict(N=64, C=32, S=32, relu=True)]
-STEP_MODELS = ["seed", "cnngru"]
-TARGETS = {"gru": 0.8, "step": 1.5, "memory": 1.5}
+STEP_MODELS = list(_frameworks.STEP_MODELS)
+TARGETS = {"gru": 0.8, "step": 1.0, "memory": 1.5}     # issue 14: train faster than torch, GRU 0.8x, memory 1.5x
 SCALING = {"gru_batch": [16, 32, 64, 128, 256], "gru_steps": [8, 16, 32, 64, 128], "step_batch": [16, 32, 64, 128]}
 
 
@@ -194,7 +199,7 @@ def measure(sides, key, kind, params, args):
 def _memory_once(args, model, framework):
     command = [sys.executable, os.path.join(HERE, "_worker.py"), "memory", "--framework", framework,
                "--backend", args.backend, "--threads", str(args.threads), "--model", model,
-               "--batch", str(args.memory_batch), "--steps", str(args.memory_steps)]
+               "--batch", str(args.memory_batch), "--steps", str(args.memory_steps), "--optimizer", args.optimizer]
     if (framework == "minigru" and not args.no_tune_memory) or (framework == "torch" and args.tune_torch_memory):
         command.append("--tune-memory")
     if args.plain_models:
@@ -222,7 +227,8 @@ def run_memory(args, model):
                 median[key] = float(np.median([r[key] for r in results]))
         median["training_mb_runs"] = [round(r["training_mb"], 1) for r in results]
         out[framework] = median
-    return {"key": f"memory {model} B{args.memory_batch}", "kind": "memory", "model": model, **out,
+    key = f"memory {_frameworks.STEP_MODELS[model]} B{args.memory_batch} ({_frameworks.OPTIMIZERS[args.optimizer]})"
+    return {"key": key, "kind": "memory", "model": model, **out,
             "ratio": out["minigru"]["training_mb"] / max(out["torch"]["training_mb"], 1e-9),
             "ratio_total": out["minigru"]["peak_mb"] / max(out["torch"]["peak_mb"], 1e-9)}
 
@@ -264,7 +270,8 @@ def case_label(result):
     if kind == "pool":
         what = "ReLU+MaxPool2d" if p.get("relu") else "MaxPool2d"
         return f"{what} 2x2 fwd+bwd N{p['N']} C{p['C']} {p['S']}x{p['S']}"
-    return f"train step {'SeedCNN' if p['model'] == 'seed' else 'CNNGRU'} B{p['B']} (fwd+bwd+Adam)"
+    return (f"train step {_frameworks.STEP_MODELS[p['model']]} B{p['B']} "
+            f"(fwd+bwd+{_frameworks.OPTIMIZERS[p['optimizer']]})")
 
 
 def verdict(kind, ratio):
@@ -363,6 +370,9 @@ def parse_args(argv=None):
     parser.add_argument("--tune-torch-memory", action="store_true", help="apply tune_host_memory() to torch too")
     parser.add_argument("--plain-models", action="store_true",
                         help="CNNs without input_grad=False on the first conv and without fused ReLU/MaxPool2d")
+    parser.add_argument("--optimizer", choices=list(_frameworks.OPTIMIZERS), default="sgd",
+                        help="optimizer of the train steps: sgd (the recipes': Nesterov momentum 0.9, weight decay "
+                             "5e-4; default) or adam (lr 1e-3)")
     parser.add_argument("--no-verify", action="store_true", help="skip the output/gradient comparison")
     parser.add_argument("--tolerance", type=float, default=2e-3, help="max relative error accepted (float32)")
     parser.add_argument("--memory-batch", type=int, default=128)
@@ -407,7 +417,8 @@ def cases(args):
     if "pool" in args.parts:
         out += [("pool", f"pool{i}", "pool", p) for i, p in enumerate(POOL_SHAPES)]
     if "step" in args.parts:
-        out += [("step", f"step_{m}", "step", {"model": m, "B": 64}) for m in STEP_MODELS]
+        out += [("step", f"step_{m}", "step", {"model": m, "B": 64, "optimizer": args.optimizer})
+                for m in STEP_MODELS]
     return out
 
 
@@ -416,7 +427,7 @@ def scaling_runs(sides, args, log):
     plans = [("GRU fwd+bwd vs batch size (T32 I96 H128)", "batch B", "gru", "B", SCALING["gru_batch"], base),
              ("GRU fwd+bwd vs sequence length (B64 I96 H128)", "steps T", "gru", "T", SCALING["gru_steps"], base),
              ("SeedCNN train step vs batch size", "batch B", "step", "B", SCALING["step_batch"],
-              {"model": "seed", "B": 64})]
+              {"model": "seed", "B": 64, "optimizer": args.optimizer})]
     results = []
     for title, axis, kind, name, values, params in plans:
         entry = {"kind": "scaling", "title": title, "axis": axis, "values": values, "minigru_ms": [], "torch_ms": []}
