@@ -1,0 +1,41 @@
+"""benchmarks/bench_vs_torch.py's train-step cases: the torch twin of every step model computes what minigru
+computes (outputs, every parameter gradient, one optimizer update), so that the benchmark times the same work."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import _frameworks  # noqa: E402
+import bench_vs_torch  # noqa: E402
+
+
+@pytest.mark.parametrize("model", list(_frameworks.STEP_MODELS))
+@pytest.mark.parametrize("optimizer", list(_frameworks.OPTIMIZERS))
+def test_step_twins_agree_on_outputs_gradients_and_update(model, optimizer):
+    pytest.importorskip("torch")
+    params = {"model": model, "B": 4, "optimizer": optimizer}
+    mine, theirs = _frameworks.make_runner("minigru"), _frameworks.make_runner("torch", threads=1)
+    mine.setup("k", "step", params)
+    theirs.setup("k", "step", params)
+    got, ref = mine.outputs("k"), theirs.outputs("k")
+    err, where = bench_vs_torch.compare_outputs(got, ref)      # also raises if the array names differ
+    assert err < 1e-4, (err, where)
+    names = set(got)
+    assert {"logits", "loss"} <= names
+    assert "grad.features.0.weight" in names                          # the convolutions' weights are compared ...
+    assert model == "seed" or "grad.gru.weight_hh_l0" in names         # ... and the GRU's
+    # ... and for SGD one update of the parameters (the two optimizers' settings)
+    assert any(n.startswith("update.") for n in names) == (optimizer == "sgd")
+    assert not any("whiten" in n for n in names)     # the frozen whitening has no gradient in either framework
+
+
+def test_step_labels_and_targets():
+    args = bench_vs_torch.parse_args(["--parts", "step"])
+    assert args.optimizer == "sgd"
+    steps = bench_vs_torch.cases(args)
+    assert [c[3]["model"] for c in steps] == ["seed", "cnngru", "cnn-gru-fast"]
+    label = bench_vs_torch.case_label({"kind": "step", "params": steps[-1][3]})
+    assert label == "train step cnn-gru-fast B64 (fwd+bwd+SGD-nesterov)"
+    assert bench_vs_torch.TARGETS == {"gru": 0.8, "step": 1.0, "memory": 1.5}
