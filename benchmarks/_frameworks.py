@@ -86,6 +86,7 @@ def minigru_model(kind, p, optimize=True):
 
 
 def _step_model(p, optimize):
+    """The minigru model ``p["model"]`` of a step case (a key of STEP_MODELS), initialised from SEED."""
     from minigru import models  # noqa: PLC0415
     if p["model"] == "seed":
         return models.SeedCNN(rng=SEED)
