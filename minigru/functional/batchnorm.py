@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import engine
 from .._checks import check_grad_shape
 from ..backend import get_array_module
 
@@ -138,11 +139,16 @@ def batchnorm_forward(x, gamma, beta, running_mean=None, running_var=None, train
     N, C, L, n = _layout(x.shape)
     x2 = x.reshape(N, C * L)                      # a view for contiguous x
     blocks = _row_blocks(xp, N, C * L * x.itemsize)
+    fused = engine.kernels_for(x2, gamma, beta)  # the numba engine (minigru.engine): each pass below as one kernel
     if training:
         if n == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}")
-        mean = xp.einsum("ncl->c", x2.reshape(N, C, L)) / n                                       # eq. B1
-        var = _sum_squared_deviations(xp, x2, xp.repeat(mean, L), C, L, blocks) / n               # eq. B2
+        if fused is not None:
+            mean, var = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
+            fused.bn_stats(x2.reshape(N, C, L), mean, var)                                        # eqs. B1, B2
+        else:
+            mean = xp.einsum("ncl->c", x2.reshape(N, C, L)) / n                                   # eq. B1
+            var = _sum_squared_deviations(xp, x2, xp.repeat(mean, L), C, L, blocks) / n           # eq. B2
         if running_mean is not None:                                                             # eq. B5
             running_mean *= 1.0 - momentum
             running_mean += momentum * mean
@@ -156,7 +162,11 @@ def batchnorm_forward(x, gamma, beta, running_mean=None, running_var=None, train
     inv_std = 1.0 / xp.sqrt(var + eps)                                                           # eq. B3
     scale = inv_std if gamma is None else gamma * inv_std
     shift = -mean * scale if beta is None else beta - mean * scale
-    out = _scale_and_shift(xp, x2, xp.repeat(scale, L), xp.repeat(shift, L), blocks)             # eqs. B4, B7
+    if fused is not None:
+        out = xp.empty_like(x2)
+        fused.bn_scale_shift(x2.reshape(N, C, L), scale, shift, out.reshape(N, C, L))            # eqs. B4, B7
+    else:
+        out = _scale_and_shift(xp, x2, xp.repeat(scale, L), xp.repeat(shift, L), blocks)         # eqs. B4, B7
     return out.reshape(x.shape), BatchNormCache(x2, mean, inv_std, gamma, bool(training), tuple(x.shape))
 
 
@@ -212,8 +222,13 @@ def batchnorm_backward(dout, cache):
         gamma = xp.ones(C, dtype=x2.dtype)
     d2 = dout.reshape(N, C * L)
     blocks = _row_blocks(xp, N, C * L * x2.itemsize)
-    mean_row = xp.repeat(mean, L)
-    sum_dy, sum_dy_centred = _channel_sums(xp, d2, x2, mean_row, C, L, blocks)
+    fused = engine.kernels_for(d2, x2, mean, gamma)  # the numba engine: the two passes as kernels
+    if fused is not None:
+        sum_dy, sum_dy_centred = xp.empty(C, dtype=x2.dtype), xp.empty(C, dtype=x2.dtype)
+        fused.bn_backward_sums(d2.reshape(N, C, L), x2.reshape(N, C, L), mean, sum_dy, sum_dy_centred)
+    else:
+        mean_row = xp.repeat(mean, L)
+        sum_dy, sum_dy_centred = _channel_sums(xp, d2, x2, mean_row, C, L, blocks)
     if batch_stats:
         ### HINT: with ρ = inv_std and x̂ = (x - μ)ρ, eqs. (B8)-(B11) of docs/derivations.md give
         ### HINT: dβ = Σdy, dγ = Σ dy·x̂ and dx = a·dy + b·(x - μ) + c per channel (each (C,)).
@@ -225,7 +240,11 @@ def batchnorm_backward(dout, cache):
         b = -a * inv_std * dgamma / n              # through σ²: -(γρ/n)·x̂·dγ, with x̂ = (x - μ)ρ
         c = -a * dbeta / n                         # through μ: -(γρ/n)·Σdy
         ### END SOLUTION
-        dx = _combine(xp, d2, x2, mean_row, xp.repeat(a, L), xp.repeat(b, L), xp.repeat(c, L), blocks)
+        if fused is not None:
+            dx = xp.empty_like(d2)
+            fused.bn_backward_combine(d2.reshape(N, C, L), x2.reshape(N, C, L), mean, a, b, c, dx.reshape(N, C, L))
+        else:
+            dx = _combine(xp, d2, x2, mean_row, xp.repeat(a, L), xp.repeat(b, L), xp.repeat(c, L), blocks)
     else:
         dbeta = sum_dy
         dgamma = sum_dy_centred * inv_std
