@@ -30,7 +30,7 @@ import numpy as np
 from . import backend
 
 __all__ = ["ENGINES", "DEFAULT_ENGINE", "ENGINE_VARIABLE", "EngineUnavailableError", "get_engine", "set_engine",
-           "use_engine", "kernels_for", "numba_available"]
+           "use_engine", "engine_threads", "kernels_for", "numba_available"]
 
 ENGINES = ("numpy", "numba")
 DEFAULT_ENGINE = "numpy"
@@ -101,6 +101,11 @@ def get_engine() -> str:
             raise ValueError(f"{ENGINE_VARIABLE}={chosen!r} names no elementwise engine; choose one of {ENGINES}")
         set_engine(chosen)
     return _current
+
+
+def engine_threads() -> int:
+    """Threads of the current engine's elementwise work: numba's thread count, 1 for NumPy."""
+    return _kernels.get_threads() if get_engine() == "numba" else 1
 
 
 @contextlib.contextmanager
