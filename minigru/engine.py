@@ -29,13 +29,20 @@ import numpy as np
 
 from . import backend
 
-__all__ = ["ENGINES", "DEFAULT_ENGINE", "ENGINE_VARIABLE", "EngineUnavailableError", "get_engine", "set_engine",
-           "use_engine", "engine_threads", "kernels_for", "numba_available"]
+__all__ = ["ENGINES", "DEFAULT_ENGINE", "ENGINE_VARIABLE", "DEFAULT_THREADS", "EngineUnavailableError", "get_engine",
+           "set_engine", "use_engine", "engine_threads", "kernels_for", "numba_available"]
 
 ENGINES = ("numpy", "numba")
 DEFAULT_ENGINE = "numpy"
 """The engine used when neither :func:`set_engine` nor ``MINIGRU_ENGINE`` chooses one."""
 ENGINE_VARIABLE = "MINIGRU_ENGINE"
+DEFAULT_THREADS = 1
+"""Threads of the numba kernels until :func:`set_engine` says otherwise (unless ``NUMBA_NUM_THREADS`` is set).
+
+One, for the reason ``--threads`` defaults to one BLAS thread (minigru.cli.threads): on a shared
+machine a parallel loop waits for its slowest thread, and a thread whose core is busy with
+another job makes every step wait (the benchmark, run beside two training jobs on 2 cores,
+showed the 2-thread kernels far slower than 1). On an idle machine ask for more."""
 _FAST_HINT = "pip install 'minigru[fast]'"
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what the kernels are compiled for
 
@@ -62,6 +69,8 @@ def _load_numba():
         except ImportError as err:
             raise EngineUnavailableError(f"the 'numba' elementwise engine needs numba, which is not installed "
                                          f"({err}); {_FAST_HINT}") from None
+        if not os.environ.get("NUMBA_NUM_THREADS"):
+            _numba.set_threads(DEFAULT_THREADS)
         _kernels = _numba
     return _kernels
 
@@ -78,8 +87,8 @@ def numba_available() -> bool:
 def set_engine(name: str, threads: int | None = None) -> None:
     """Make ``name`` (``"numpy"`` or ``"numba"``) the elementwise engine of every following kernel call.
 
-    ``threads``: how many threads the numba kernels use (numba's ``set_num_threads``; default:
-    numba's own default, ``NUMBA_NUM_THREADS`` or the CPU count). Raises
+    ``threads``: how many threads the numba kernels use (numba's ``set_num_threads``; None keeps
+    the current number, at first :data:`DEFAULT_THREADS` or ``NUMBA_NUM_THREADS``). Raises
     :class:`EngineUnavailableError` at once when numba is asked for and missing.
     """
     global _current
