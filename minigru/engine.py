@@ -87,8 +87,8 @@ def numba_available() -> bool:
 def set_engine(name: str, threads: int | None = None) -> None:
     """Make ``name`` (``"numpy"`` or ``"numba"``) the elementwise engine of every following kernel call.
 
-    ``threads``: how many threads the numba kernels use (numba's ``set_num_threads``; None keeps
-    the current number, at first :data:`DEFAULT_THREADS` or ``NUMBA_NUM_THREADS``). Raises
+    ``threads``: how many threads the numba kernels use (numba's ``set_num_threads``; 0: all cores,
+    ``NUMBA_NUM_THREADS``; None keeps the current number, at first :data:`DEFAULT_THREADS`). Raises
     :class:`EngineUnavailableError` at once when numba is asked for and missing.
     """
     global _current

@@ -8,6 +8,7 @@ against float64) after a few steps: 1e-5. The SGD kernel does the reference's op
 the reference's order, so it must agree to the bit. The GRU with the engine on also passes the
 finite-difference gradient check of tests/test_gru.py.
 """
+import json
 import subprocess
 import sys
 
@@ -82,7 +83,7 @@ def test_use_engine_restores_and_unknown_names_fail():
     with pytest.raises(ValueError, match="unknown elementwise engine"):
         engine.set_engine("numexpr")
     with pytest.raises(ValueError, match="between 1 and"):
-        engine.set_engine("numba", threads=0)
+        engine.set_engine("numba", threads=-1)
 
 
 def test_missing_numba_is_one_clear_error_naming_the_extra():
@@ -244,3 +245,36 @@ def test_sgd_numba_is_the_reference_to_the_bit(dtype, options):
     assert len(reference) == len(fused)
     for a, b in zip(reference, fused):
         np.testing.assert_array_equal(b, a)
+
+
+# ------------------------------------------------------------------ the CLI
+TINY_GRU_BN = ["--model", "cnn-gru-bn", "--dataset", "synthetic-shapes", "--limit-train", "32", "--limit-test", "8",
+               "--batch-size", "16", "--model-arg", "image_size=8", "--model-arg", "widths=[4,8]",
+               "--model-arg", "convs_per_block=[1,2]", "--model-arg", "hidden_size=6", "--no-progress",
+               "--val-split", "0", "--epochs", "1", "--augment", "none", "--tta", "none"]
+
+
+def test_cli_engine_option_trains_like_numpy_and_says_so(tmp_path, capsys):
+    from minigru import cli
+    before = engine.get_engine()
+    losses = {}
+    for name in ("numpy", "numba"):
+        assert cli.main(["train", *TINY_GRU_BN, "--engine", name, "--out", str(tmp_path / name)]) == 0
+        header = capsys.readouterr().out.splitlines()[0]
+        assert ("elementwise engine numba (1 thread)" in header) == (name == "numba"), header
+        assert engine.get_engine() == before                  # the choice ends with the command
+        losses[name] = json.loads((tmp_path / name / "history.json").read_text())
+    first, second = (losses[n]["train_loss"][-1] for n in ("numpy", "numba"))
+    assert abs(first - second) <= 1e-4 * abs(first)   # GRU, batch norm and SGD all ran on the kernels
+
+
+def test_cli_engine_without_numba_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    from minigru import cli
+
+    def missing():
+        raise engine.EngineUnavailableError("the 'numba' elementwise engine needs numba, which is not installed "
+                                            "(No module named 'numba'); pip install 'minigru[fast]'")
+    monkeypatch.setattr(engine, "_load_numba", missing)
+    assert cli.main(["train", *TINY_GRU_BN, "--engine", "numba", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "minigru[fast]" in err

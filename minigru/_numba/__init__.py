@@ -33,10 +33,13 @@ __all__ = ["set_threads", "get_threads", "gru_forward_loop_reset_after", "gru_ba
 
 
 def set_threads(threads: int) -> None:
-    """Use ``threads`` threads in the kernels' parallel loops (1 .. numba.config.NUMBA_NUM_THREADS)."""
+    """Use ``threads`` threads in the kernels' parallel loops (1 .. NUMBA_NUM_THREADS; 0: all of them)."""
     limit = numba.config.NUMBA_NUM_THREADS
-    if not 1 <= threads <= limit:
-        raise ValueError(f"numba engine threads must be between 1 and {limit} (NUMBA_NUM_THREADS), got {threads}")
+    if threads == 0:
+        threads = limit
+    if not 0 < threads <= limit:
+        raise ValueError(f"numba engine threads must be between 1 and {limit} (NUMBA_NUM_THREADS), or 0 for all, "
+                         f"got {threads}")
     numba.set_num_threads(threads)
 
 
