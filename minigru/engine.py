@@ -6,9 +6,10 @@ NumPy runs each elementwise operation as its own pass over memory, on one thread
 ``"numba"`` engine replaces a few of those chains of passes by compiled kernels
 (:mod:`minigru._numba`) that make ONE pass, on several threads:
 
-* the GRU's fused sequence kernel, ``reset_after=True`` (eqs. G3-G5, G7 forward; G8-G13 backward),
+* the GRU's fused sequence kernel, ``reset_after=True`` (docs/derivations.md eqs. G3-G5, G7
+  forward; G8-G13 backward),
 * batch normalisation (statistics, normalisation and the backward's sums and ``dx``, eqs. B1-B11),
-* the SGD update (eqs. O1-O3: weight decay, momentum, Nesterov).
+* the SGD update (docs/user_guide.md eqs. O1-O3: weight decay, momentum, Nesterov).
 
 Turn it on with ``minigru.engine.set_engine("numba")`` (or ``with use_engine("numba"):``), the
 environment variable ``MINIGRU_ENGINE=numba``, or ``python -m minigru train --engine numba``.

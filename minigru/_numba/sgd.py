@@ -1,4 +1,4 @@
-"""The SGD update (:class:`minigru.optim.SGD`, eqs. O1-O3) of one parameter as one pass.
+"""The SGD update (:class:`minigru.optim.SGD`, docs/user_guide.md eqs. O1-O3) of one parameter as one pass.
 
 The reference computes g = λw + ∇w, the momentum buffer, the Nesterov direction and the step
 as separate whole-array operations (up to seven passes over three arrays); here each element
