@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import numba
 
-from .batchnorm import bn_backward_combine, bn_backward_sums, bn_scale_shift, bn_stats
+from .batchnorm import bn_backward_train, bn_forward_train
 from .gru import gru_backward_loop_reset_after, gru_forward_loop_reset_after
 from .sgd import sgd_update
 from .tanh import tanh_array
 
 __all__ = ["set_threads", "get_threads", "gru_forward_loop_reset_after", "gru_backward_loop_reset_after",
-           "bn_stats", "bn_scale_shift", "bn_backward_sums", "bn_backward_combine", "sgd_update", "tanh_array"]
+           "bn_forward_train", "bn_backward_train", "sgd_update", "tanh_array"]
 
 
 def set_threads(threads: int) -> None:
