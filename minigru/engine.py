@@ -8,7 +8,8 @@ NumPy runs each elementwise operation as its own pass over memory, on one thread
 
 * the GRU's fused sequence kernel, ``reset_after=True`` (docs/derivations.md eqs. G3-G5, G7
   forward; G8-G13 backward),
-* batch normalisation (statistics, normalisation and the backward's sums and ``dx``, eqs. B1-B11),
+* batch normalisation in training mode (statistics and normalisation; the backward's sums and ``dx``;
+  eqs. B1-B11),
 * the SGD update (docs/user_guide.md eqs. O1-O3: weight decay, momentum, Nesterov).
 
 Turn it on with ``minigru.engine.set_engine("numba")`` (or ``with use_engine("numba"):``), the
