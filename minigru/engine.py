@@ -7,7 +7,7 @@ NumPy runs each elementwise operation as its own pass over memory, on one thread
 (:mod:`minigru._numba`) that make ONE pass, on several threads:
 
 * the GRU's fused sequence kernel, ``reset_after=True`` (docs/derivations.md eqs. G3-G5, G7
-  forward; G8-G13 backward),
+  forward; G8-G13 backward), and the LSTM's (eqs. M1-M8),
 * batch normalisation in training mode (statistics and normalisation; the backward's sums and ``dx``;
   eqs. B1-B11),
 * the SGD update (docs/user_guide.md eqs. O1-O3: weight decay, momentum, Nesterov).

@@ -193,6 +193,51 @@ def test_gru_reset_before_keeps_the_numpy_loop(numba_engine):
     np.testing.assert_array_equal(fused, reference)
 
 
+# ------------------------------------------------------------------ LSTM
+def _lstm_args(rng, dtype, steps, batch, features, hidden, bias):
+    def r(*shape, scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(dtype)
+    return [r(steps, batch, features), r(batch, hidden), r(batch, hidden), r(4 * hidden, features, scale=0.5),
+            r(4 * hidden, hidden, scale=0.5), r(4 * hidden, scale=0.5) if bias else None,
+            r(4 * hidden, scale=0.5) if bias else None]
+
+
+@settings(max_examples=15, deadline=None)
+@given(steps=st.integers(1, 4), batch=st.integers(1, 5), features=st.integers(1, 4), hidden=st.integers(1, 6),
+       bias=st.booleans(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**16))
+def test_lstm_numba_matches_numpy(steps, batch, features, hidden, bias, dtype, seed):
+    rng = np.random.default_rng(seed)
+    args = _lstm_args(rng, dtype, steps, batch, features, hidden, bias)
+    dhs = rng.standard_normal((steps, batch, hidden)).astype(dtype)
+    dh_last, dc_last = (rng.standard_normal((batch, hidden)).astype(dtype) for _ in range(2))
+
+    def run():
+        (hs, c_n), cache = F.lstm_forward(*args)
+        hs = hs.copy()
+        return [hs, c_n, *F.lstm_backward(dhs, dh_last, dc_last, cache)]
+    reference, fused = both_engines(run)
+    assert_close(reference, fused, dtype)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 2, 4, 3)])
+def test_lstm_numba_gradcheck(numba_engine, shape):
+    """The finite-difference check of the LSTM kernel, with the engine on (float64)."""
+    rng = np.random.default_rng(sum(shape))
+    args = _lstm_args(rng, np.float64, *shape, bias=True)
+    dhs = rng.standard_normal((shape[0], shape[1], shape[3]))
+    dh_last, dc_last = rng.standard_normal((2, shape[1], shape[3]))
+
+    def outputs(_):
+        (hs, c_n), _cache = F.lstm_forward(*args)
+        return hs.copy(), hs[-1].copy(), c_n
+
+    _, cache = F.lstm_forward(*args)
+    grads = F.lstm_backward(dhs, dh_last, dc_last, cache)
+    for name, array, grad in zip(["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"], args, grads):
+        numeric = numerical_gradient(outputs, array, [dhs, dh_last, dc_last], eps=1e-5)
+        assert rel_error(grad, numeric) <= 1e-6, name
+
+
 # ------------------------------------------------------------------ batch norm
 BN_SHAPES = [(1, 3), (2, 3), (5, 4), (1, 2, 5), (4, 3, 2, 3), (2, 8, 4, 4)]
 

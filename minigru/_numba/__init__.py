@@ -25,10 +25,12 @@ import numba
 
 from .batchnorm import bn_backward_train, bn_forward_train
 from .gru import gru_backward_loop_reset_after, gru_forward_loop_reset_after
+from .lstm import lstm_backward_loop, lstm_forward_loop
 from .sgd import sgd_update
 from .tanh import tanh_array
 
 __all__ = ["set_threads", "get_threads", "gru_forward_loop_reset_after", "gru_backward_loop_reset_after",
+           "lstm_forward_loop", "lstm_backward_loop",
            "bn_forward_train", "bn_backward_train", "sgd_update", "tanh_array"]
 
 

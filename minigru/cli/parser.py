@@ -52,7 +52,7 @@ def _threads_option(group) -> None:
 def _engine_option(group) -> None:
     group.add_argument("--engine", choices=engine.ENGINES, default=None,
                        help="elementwise engine: numpy (default, unless MINIGRU_ENGINE is set) or numba (compiled "
-                            "GRU gates, batch norm and SGD updates on --threads threads; pip install "
+                            "GRU/LSTM gates, batch norm and SGD updates on --threads threads; pip install "
                             "'minigru[fast]')")
 
 

@@ -10,8 +10,8 @@ more threads help the large matrix products (``--threads 2``, or 0 for the
 library's default: all cores); docs/user_guide.md keeps the measurements of
 both cases, which is why one thread, never badly wrong, is the default.
 
-``--engine numba`` (:mod:`minigru.engine`) runs the elementwise work of the GRU, batch norm and
-SGD as numba kernels; they use ``--threads`` threads too (default one, for the same reason).
+``--engine numba`` (:mod:`minigru.engine`) runs the elementwise work of the GRU, LSTM, batch norm
+and SGD as numba kernels; they use ``--threads`` threads too (default one, for the same reason).
 """
 from __future__ import annotations
 
