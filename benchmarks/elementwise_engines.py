@@ -1,6 +1,6 @@
 """The elementwise engines against each other: plain NumPy, and numba on 1 and on 2 threads.
 
-    python benchmarks/elementwise_engines.py                  # GRU, batch norm and SGD (a few minutes)
+    python benchmarks/elementwise_engines.py                  # GRU, LSTM, batch norm and SGD (a few minutes)
     python benchmarks/elementwise_engines.py --parts gru,sgd  # some parts only
     python benchmarks/elementwise_engines.py --tiny           # tiny shapes: checks that it runs
 
@@ -9,6 +9,7 @@ Cases (float32, as in training):
 * ``gru``: ``nn.GRU`` forward+backward at bench_vs_torch.py's three GRU shapes (B, T, I, H, layers);
   the engine changes the elementwise gate arithmetic of each step (reset_after, PyTorch's
   convention); the GEMMs are the same BLAS calls in every column.
+* ``lstm``: ``nn.LSTM`` forward+backward at the same shapes.
 * ``bn``: ``batchnorm_forward`` + ``batchnorm_backward`` in training mode at the output shapes of
   bench_vs_torch.py's three convolutions (N, C, H, W).
 * ``sgd``: one ``SGD(lr, momentum=0.9, nesterov=True, weight_decay=5e-4)`` step over all the
@@ -43,22 +44,22 @@ F32 = np.float32
 GRU_SHAPES = [(64, 32, 96, 128, 1), (64, 8, 1024, 256, 2), (128, 64, 256, 512, 1)]   # B, T, I, H, layers
 BN_SHAPES = [(64, 32, 32, 32), (64, 64, 16, 16), (64, 128, 8, 8)]                     # N, C, H, W
 TINY = {"gru": [(2, 3, 4, 5, 1), (3, 2, 4, 5, 2)], "bn": [(2, 3, 4, 4)]}
-PARTS = ("gru", "bn", "sgd")
+PARTS = ("gru", "lstm", "bn", "sgd")
 ENGINES = [("numpy", None), ("numba", 1), ("numba", 2)]   # (engine, numba threads)
 
 
-def gru_case(rng, batch, steps, inputs, hidden, layers):
-    """A run() doing one forward+backward, and a check() returning the output and gradients."""
-    gru = nn.GRU(inputs, hidden, num_layers=layers, rng=0, dtype=F32)
+def recurrent_case(rng, kind, batch, steps, inputs, hidden, layers):
+    """(label, run) where run() does one forward+backward and returns the output and all gradients."""
+    layer = {"GRU": nn.GRU, "LSTM": nn.LSTM}[kind](inputs, hidden, num_layers=layers, rng=0, dtype=F32)
     x = rng.standard_normal((steps, batch, inputs)).astype(F32)
     dout = rng.standard_normal((steps, batch, hidden)).astype(F32)
 
     def run():
-        out, _ = gru(x)
-        gru.zero_grad()
-        dx, _ = gru.backward(dout)
-        return [out.copy(), dx] + [p.grad.copy() for p in gru.parameters()]
-    return f"GRU fwd+bwd B{batch} T{steps} I{inputs} H{hidden}" + (f" L{layers}" if layers > 1 else ""), run
+        out, _ = layer(x)
+        layer.zero_grad()
+        dx = layer.backward(dout)[0]
+        return [out.copy(), dx] + [p.grad.copy() for p in layer.parameters()]
+    return f"{kind} fwd+bwd B{batch} T{steps} I{inputs} H{hidden}" + (f" L{layers}" if layers > 1 else ""), run
 
 
 def bn_case(rng, n, c, h, w):
@@ -158,8 +159,9 @@ def main(argv=None):
         print("threadpoolctl is not installed: BLAS uses its default threads")
     rng = np.random.default_rng(0)
     cases = []
-    if "gru" in parts:
-        cases += [gru_case(rng, *s) for s in (TINY["gru"] if args.tiny else GRU_SHAPES)]
+    for kind in ("gru", "lstm"):
+        if kind in parts:
+            cases += [recurrent_case(rng, kind.upper(), *s) for s in (TINY["gru"] if args.tiny else GRU_SHAPES)]
     if "bn" in parts:
         cases += [bn_case(rng, *s) for s in (TINY["bn"] if args.tiny else BN_SHAPES)]
     if "sgd" in parts:
