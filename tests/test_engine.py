@@ -22,7 +22,8 @@ from minigru import functional as F
 from minigru.gradcheck import numerical_gradient, rel_error
 from minigru.optim import SGD
 
-numba = pytest.importorskip("numba", reason="the numba engine needs numba (pip install 'minigru[fast]')")
+# the kernels need numba (part of the test extra); the switch's error without it is tested either way
+needs_numba = pytest.mark.skipif(not engine.numba_available(), reason="needs numba: pip install 'minigru[fast]'")
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 DTYPES = [np.float32, np.float64]
@@ -62,6 +63,7 @@ def assert_close(reference, fused, dtype):
 
 
 # ------------------------------------------------------------------ the switch
+@needs_numba
 def test_default_engine_is_numpy_and_the_env_variable_chooses(monkeypatch):
     monkeypatch.setattr(engine, "_current", None)
     monkeypatch.delenv(engine.ENGINE_VARIABLE, raising=False)
@@ -75,6 +77,7 @@ def test_default_engine_is_numpy_and_the_env_variable_chooses(monkeypatch):
         engine.get_engine()
 
 
+@needs_numba
 def test_use_engine_restores_and_unknown_names_fail():
     before = engine.get_engine()
     with engine.use_engine("numba", threads=1):
@@ -98,6 +101,7 @@ def test_missing_numba_is_one_clear_error_naming_the_extra():
     assert "\n" not in message and "pip install 'minigru[fast]'" in message
 
 
+@needs_numba
 def test_kernels_apply_to_contiguous_host_float_arrays_only(numba_engine, cupy_xp):
     a = np.zeros((3, 4), np.float32)
     assert engine.kernels_for(a, None, a) is not None
@@ -110,6 +114,7 @@ def test_kernels_apply_to_contiguous_host_float_arrays_only(numba_engine, cupy_x
 
 
 # ------------------------------------------------------------------ tanh
+@needs_numba
 def test_float32_tanh_within_8_ulp_and_propagates_nan():
     from minigru._numba import tanh_array
     x = np.concatenate([np.linspace(-10, 10, 200_001, dtype=np.float32),
@@ -137,6 +142,7 @@ def _gru_args(rng, dtype, steps, batch, features, hidden, bias):
             r(3 * hidden, scale=0.5) if bias else None]
 
 
+@needs_numba
 @settings(max_examples=25, deadline=None)
 @given(steps=st.integers(1, 4), batch=st.integers(1, 5), features=st.integers(1, 4), hidden=st.integers(1, 6),
        bias=st.booleans(), h0=st.booleans(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**16))
@@ -156,6 +162,7 @@ def test_gru_numba_matches_numpy(steps, batch, features, hidden, bias, h0, dtype
     assert_close(reference, fused, dtype)
 
 
+@needs_numba
 def test_gru_empty_batch_is_the_same_error(numba_engine):
     args = _gru_args(np.random.default_rng(0), np.float32, 2, 1, 3, 4, True)
     args[0] = args[0][:, :0]
@@ -163,6 +170,7 @@ def test_gru_empty_batch_is_the_same_error(numba_engine):
         F.gru_forward(*args)
 
 
+@needs_numba
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 2, 4, 3), (2, 4, 5, 5)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_gru_numba_gradcheck(numba_engine, shape, bias):
@@ -183,6 +191,7 @@ def test_gru_numba_gradcheck(numba_engine, shape, bias):
             assert rel_error(grad, numerical_gradient(outputs, array, [dhs, dh_last], eps=1e-5)) <= 1e-6, name
 
 
+@needs_numba
 def test_gru_reset_before_keeps_the_numpy_loop(numba_engine):
     """reset_after=False has no kernel: the engine must leave it exactly as it was."""
     args = _gru_args(np.random.default_rng(3), np.float32, 3, 2, 4, 3, True)
@@ -202,6 +211,7 @@ def _lstm_args(rng, dtype, steps, batch, features, hidden, bias):
             r(4 * hidden, scale=0.5) if bias else None]
 
 
+@needs_numba
 @settings(max_examples=15, deadline=None)
 @given(steps=st.integers(1, 4), batch=st.integers(1, 5), features=st.integers(1, 4), hidden=st.integers(1, 6),
        bias=st.booleans(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**16))
@@ -219,6 +229,7 @@ def test_lstm_numba_matches_numpy(steps, batch, features, hidden, bias, dtype, s
     assert_close(reference, fused, dtype)
 
 
+@needs_numba
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 2, 4, 3)])
 def test_lstm_numba_gradcheck(numba_engine, shape):
     """The finite-difference check of the LSTM kernel, with the engine on (float64)."""
@@ -242,6 +253,7 @@ def test_lstm_numba_gradcheck(numba_engine, shape):
 BN_SHAPES = [(1, 3), (2, 3), (5, 4), (1, 2, 5), (4, 3, 2, 3), (2, 8, 4, 4)]
 
 
+@needs_numba
 @pytest.mark.parametrize("shape", BN_SHAPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("training", [True, False])
@@ -268,6 +280,7 @@ def test_batchnorm_numba_matches_numpy(shape, dtype, training, affine):
 
 
 # ------------------------------------------------------------------ SGD
+@needs_numba
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("options", [dict(), dict(momentum=0.9), dict(momentum=0.9, nesterov=True, weight_decay=5e-4),
                                      dict(momentum=0.8, dampening=0.3, weight_decay=1e-2), dict(weight_decay=0.1)])
@@ -299,6 +312,7 @@ TINY_GRU_BN = ["--model", "cnn-gru-bn", "--dataset", "synthetic-shapes", "--limi
                "--val-split", "0", "--epochs", "1", "--augment", "none", "--tta", "none"]
 
 
+@needs_numba
 def test_cli_engine_option_trains_like_numpy_and_says_so(tmp_path, capsys):
     from minigru import cli
     before = engine.get_engine()
