@@ -18,6 +18,10 @@ It needs numba: ``pip install 'minigru[fast]'``. Everything else, the CuPy backe
 the kernels do not cover (other dtypes, non-contiguous views) keep the NumPy code, which
 stays the reference: tests compare the two.
 
+One limit: numba runs its parallel loops on the first threading layer it finds (TBB, OpenMP, or
+its own "workqueue"); the workqueue runs one parallel kernel at a time per process, so where it
+is the layer (``numba.threading_layer()`` says), use the engine from one Python thread.
+
 The engine only ever sees NumPy arrays: :func:`kernels_for` asks :mod:`minigru.backend`
 (the one module that knows NumPy from CuPy) whether the arrays live on the host.
 """
@@ -69,8 +73,8 @@ def _load_numba():
         try:
             from . import _numba  # noqa: PLC0415  (imports numba: only when the engine is asked for)
         except ImportError as err:
-            raise EngineUnavailableError(f"the 'numba' elementwise engine needs numba, which is not installed "
-                                         f"({err}); {_FAST_HINT}") from None
+            raise EngineUnavailableError(f"the 'numba' elementwise engine needs numba, which could not be "
+                                         f"imported ({err}); {_FAST_HINT}") from None
         if not os.environ.get("NUMBA_NUM_THREADS"):
             _numba.set_threads(DEFAULT_THREADS)
         _kernels = _numba

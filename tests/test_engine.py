@@ -331,8 +331,8 @@ def test_cli_engine_without_numba_is_a_one_line_error(tmp_path, capsys, monkeypa
     from minigru import cli
 
     def missing():
-        raise engine.EngineUnavailableError("the 'numba' elementwise engine needs numba, which is not installed "
-                                            "(No module named 'numba'); pip install 'minigru[fast]'")
+        raise engine.EngineUnavailableError("the 'numba' elementwise engine needs numba, which could not be "
+                                            "imported (No module named 'numba'); pip install 'minigru[fast]'")
     monkeypatch.setattr(engine, "_load_numba", missing)
     assert cli.main(["train", *TINY_GRU_BN, "--engine", "numba", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
