@@ -13,7 +13,7 @@ Conventions shared by the kernels (why the code looks as it does):
 * ``error_model="numpy"``: a division by zero gives inf/nan as in NumPy instead of a Python
   exception, whose check on every division would stop LLVM from vectorising the loops.
 * :func:`tanh` is numba's (the C library's) in float64 but a rational approximation in
-  float32 (:mod:`minigru._numba.tanh`): the library call is scalar, about 40x slower than
+  float32 (:mod:`minigru._numba.tanh`): the library call is scalar, many times slower than
   NumPy's SIMD tanh, while the approximation vectorises. Its error is below 8 float32 ulp
   (4e-7 absolute), which the tests check against float64.
 * ``cache=True``: the compiled code is kept next to these files, so only the first run pays

@@ -1,7 +1,7 @@
 """``tanh`` for the numba kernels: vectorisable in float32, the C library's in float64.
 
 numba compiles ``np.tanh`` of a scalar to a call of the C library's ``tanhf``/``tanh``, which
-LLVM cannot vectorise: measured 40x slower than NumPy's SIMD tanh on float32. In float32 the
+LLVM cannot vectorise: many times slower than NumPy's SIMD tanh on float32. In float32 the
 kernels therefore use the rational approximation of Eigen (``ptanh_float``, also used by
 TensorFlow): the input clamped to ±7.905 (where tanh rounds to ±1 in float32), then
 ``x·p(x²) / q(x²)`` with p of degree 6 and q of degree 3 in x². It is plain multiply-add and
