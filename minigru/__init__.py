@@ -3,18 +3,20 @@
 Everything is computed by explicit forward *and* backward code (no autograd),
 and every backward pass is verified by :mod:`minigru.gradcheck`.
 
-Sub-packages: :mod:`minigru.backend` (NumPy/CuPy), :mod:`minigru.functional`
+Sub-packages: :mod:`minigru.backend` (NumPy/CuPy), :mod:`minigru.engine` (the elementwise engine:
+NumPy, or numba with ``minigru[fast]``), :mod:`minigru.functional`
 (pure kernels), :mod:`minigru.nn` (layers), :mod:`minigru.gradcheck`; the
 data, optim, models and train packages are imported on first use.
 Importing minigru imports NumPy and nothing else optional.
 """
-from . import backend, functional, gradcheck, nn
+from . import backend, engine, functional, gradcheck, nn
 from .backend import get_array_module, get_backend, set_backend, to_backend, to_numpy, use_backend
+from .engine import get_engine, set_engine, use_engine
 
 __version__ = "0.1.0"
 
-__all__ = ["backend", "functional", "gradcheck", "nn", "get_array_module", "get_backend", "set_backend",
-           "to_backend", "to_numpy", "use_backend", "__version__"]
+__all__ = ["backend", "engine", "functional", "gradcheck", "nn", "get_array_module", "get_backend", "set_backend",
+           "to_backend", "to_numpy", "use_backend", "get_engine", "set_engine", "use_engine", "__version__"]
 
 
 def __getattr__(name):

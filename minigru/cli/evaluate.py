@@ -18,7 +18,7 @@ from ..train.metrics import format_confusion_matrix, per_class_accuracy
 from .common import CLIError
 from .datasets import describe_folder, load_data
 from .run import eval_loader, normalise_config
-from .threads import thread_limit
+from .threads import elementwise_engine, thread_limit
 
 __all__ = ["cmd_evaluate", "report_evaluation"]
 
@@ -51,12 +51,12 @@ def cmd_evaluate(args) -> int:
     normalise_config(config)
     if args.limit_test is not None:
         config["limit_test"] = args.limit_test
-    with thread_limit(args.threads) as threads_text:
+    with thread_limit(args.threads) as threads_text, elementwise_engine(args.engine, args.threads) as engine_text:
         data = load_data(config, args.data, need_train=False)   # a missing folder: an error naming --data
         tta = config["tta"] if args.tta is None else args.tta
         views, weights = tta_views(tta)
         print(f"{config['model']} from {args.checkpoint}, {config['dataset']} test set "
-              f"({describe_folder(data.folder)}), {threads_text}", flush=True)
+              f"({describe_folder(data.folder)}), {threads_text}{engine_text}", flush=True)
         result = evaluate(model, eval_loader(config, data.test, args.batch_size), CrossEntropyLoss(), tta=views,
                           tta_weights=weights, progress=not args.no_progress, description="test")
     print(report_evaluation(result, data.classes, tta))

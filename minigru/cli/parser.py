@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import backend
+from .. import backend, engine
 from ..data.augment import AUGMENTATIONS
 from ..data.tta import TTA_CHOICES
 from ..models import registry
@@ -47,6 +47,13 @@ def _threads_option(group) -> None:
     group.add_argument("--threads", type=int, default=None, metavar="N",
                        help="BLAS threads (threadpoolctl); default 1, unless OPENBLAS_NUM_THREADS, OMP_NUM_THREADS "
                             "or MKL_NUM_THREADS is set; 0 keeps the BLAS library's own default (all cores)")
+
+
+def _engine_option(group) -> None:
+    group.add_argument("--engine", choices=engine.ENGINES, default=None,
+                       help="elementwise engine: numpy (default, unless MINIGRU_ENGINE is set) or numba (compiled "
+                            "GRU/LSTM gates, batch norm and SGD updates on --threads threads; pip install "
+                            "'minigru[fast]')")
 
 
 def _tta_option(group, default_text: str) -> None:
@@ -112,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--dtype", choices=("float32", "float64"))
     group.add_argument("--backend", choices=backend.BACKENDS, default=None, help="numpy (default) or cupy (GPU)")
     _threads_option(group)
+    _engine_option(group)
     group.add_argument("--no-progress", action="store_true", help="one line per epoch instead of progress bars")
 
     evaluate = sub.add_parser("evaluate", help="test loss, accuracy, per-class accuracy and confusion matrix")
@@ -122,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     _tta_option(evaluate, "default: as in training")
     evaluate.add_argument("--backend", choices=backend.BACKENDS, default=None)
     _threads_option(evaluate)
+    _engine_option(evaluate)
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     check = sub.add_parser("gradcheck", help="gradient-check every layer and model in float64 (seconds)")

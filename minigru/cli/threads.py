@@ -9,15 +9,19 @@ wait on busy cores spin and steal time from each other. On an idle machine
 more threads help the large matrix products (``--threads 2``, or 0 for the
 library's default: all cores); docs/user_guide.md keeps the measurements of
 both cases, which is why one thread, never badly wrong, is the default.
+
+``--engine numba`` (:mod:`minigru.engine`) runs the elementwise work of the GRU, LSTM, batch norm
+and SGD as numba kernels; they use ``--threads`` threads too (default one, for the same reason).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 
+from .. import engine as engines
 from .common import CLIError, plural
 
-__all__ = ["thread_limit", "THREAD_VARIABLES"]
+__all__ = ["thread_limit", "elementwise_engine", "THREAD_VARIABLES"]
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -48,3 +52,16 @@ def thread_limit(threads: int | None):
     import numpy  # noqa: F401,PLC0415  (loads NumPy's BLAS, so that threadpoolctl finds it)
     with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
         yield f"{plural(threads, 'BLAS thread')} ({source})"
+
+
+@contextlib.contextmanager
+def elementwise_engine(name: str | None, threads: int | None):
+    """The ``--engine`` choice inside the block (None: ``$MINIGRU_ENGINE`` or NumPy), its numba kernels
+    on ``--threads`` threads (0: all cores; None: one); yields the header text, empty for NumPy."""
+    with contextlib.ExitStack() as stack:
+        try:
+            name = name or engines.get_engine()
+            stack.enter_context(engines.use_engine(name, threads if name == "numba" else None))
+        except (engines.EngineUnavailableError, ValueError) as err:   # numba missing, bad MINIGRU_ENGINE
+            raise CLIError(str(err)) from None
+        yield "" if name == "numpy" else f", elementwise engine {name} ({plural(engines.engine_threads(), 'thread')})"

@@ -25,7 +25,7 @@ from .common import CLIError, TrainingDiverged, format_seconds, plural, write_js
 from .datasets import describe_folder, load_data
 from .evaluate import report_evaluation
 from .run import RUN_OPTIONS, build_run, make_scheduler, normalise_config, resolve_config, schedule_segment
-from .threads import thread_limit
+from .threads import elementwise_engine, thread_limit
 
 __all__ = ["cmd_train", "CHECKPOINT"]
 
@@ -130,8 +130,9 @@ def cmd_train(args) -> int:
         config, resume_from, done = resolve_config(args), None, 0
     # A diverging run overflows before its loss turns NaN; the Trainer stops it with one clear message
     # (NonFiniteLossError), so NumPy's overflow warnings would only add noise above it.
-    with thread_limit(args.threads) as threads_text, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _train(args, out, config, resume_from, done, threads_text)
+    with thread_limit(args.threads) as threads_text, elementwise_engine(args.engine, args.threads) as engine_text, \
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _train(args, out, config, resume_from, done, threads_text + engine_text)
 
 
 def _train(args, out, config, resume_from, done, threads_text) -> int:

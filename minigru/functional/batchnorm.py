@@ -29,6 +29,9 @@ Why the code looks the way it does (speed on a CPU):
 * The forward pass fuses normalise + affine into ``y = x·(γρ) + (β - μγρ)``
   (ρ = 1/sqrt(σ² + eps), eq. B7), as PyTorch does, and keeps x (not x̂) for
   backward, which recomputes x - μ block by block (no full-size x̂ is stored).
+* With the numba engine (:mod:`minigru.engine`) each direction of training mode is one kernel
+  that reads every channel once from memory (:mod:`minigru._numba.batchnorm`); the code here
+  stays the reference it is tested against.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import engine
 from .._checks import check_grad_shape
 from ..backend import get_array_module
 
@@ -138,11 +142,16 @@ def batchnorm_forward(x, gamma, beta, running_mean=None, running_var=None, train
     N, C, L, n = _layout(x.shape)
     x2 = x.reshape(N, C * L)                      # a view for contiguous x
     blocks = _row_blocks(xp, N, C * L * x.itemsize)
+    out = None
     if training:
         if n == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}")
-        mean = xp.einsum("ncl->c", x2.reshape(N, C, L)) / n                                       # eq. B1
-        var = _sum_squared_deviations(xp, x2, xp.repeat(mean, L), C, L, blocks) / n               # eq. B2
+        fused = engine.kernels_for(x2, gamma, beta)
+        if fused is not None:   # the numba engine (minigru.engine): eqs. B1-B3, B7 in one kernel
+            mean, var, inv_std, out = _fused_forward(xp, fused, x2, gamma, beta, eps, (N, C, L))
+        else:
+            mean = xp.einsum("ncl->c", x2.reshape(N, C, L)) / n                                   # eq. B1
+            var = _sum_squared_deviations(xp, x2, xp.repeat(mean, L), C, L, blocks) / n           # eq. B2
         if running_mean is not None:                                                             # eq. B5
             running_mean *= 1.0 - momentum
             running_mean += momentum * mean
@@ -153,11 +162,26 @@ def batchnorm_forward(x, gamma, beta, running_mean=None, running_var=None, train
             raise ValueError("batchnorm: evaluation (training=False) needs running_mean and running_var")
         mean = running_mean.astype(x.dtype)   # copies (eq. B6): the buffers may change before backward
         var = running_var.astype(x.dtype)
-    inv_std = 1.0 / xp.sqrt(var + eps)                                                           # eq. B3
-    scale = inv_std if gamma is None else gamma * inv_std
-    shift = -mean * scale if beta is None else beta - mean * scale
-    out = _scale_and_shift(xp, x2, xp.repeat(scale, L), xp.repeat(shift, L), blocks)             # eqs. B4, B7
+    if out is None:
+        inv_std = 1.0 / xp.sqrt(var + eps)                                                       # eq. B3
+        scale = inv_std if gamma is None else gamma * inv_std
+        shift = -mean * scale if beta is None else beta - mean * scale
+        out = _scale_and_shift(xp, x2, xp.repeat(scale, L), xp.repeat(shift, L), blocks)         # eqs. B4, B7
     return out.reshape(x.shape), BatchNormCache(x2, mean, inv_std, gamma, bool(training), tuple(x.shape))
+
+
+def _fused_forward(xp, fused, x2, gamma, beta, eps, layout):
+    """The numba engine's training forward: (mean, var, inv_std) (C,) and out (N, C·L), as
+    :func:`batchnorm_forward` computes them (``gamma``/``beta`` None act as ones/zeros, exactly)."""
+    N, C, L = layout
+    dtype = x2.dtype
+    gamma = xp.ones(C, dtype) if gamma is None else gamma
+    beta = xp.zeros(C, dtype) if beta is None else beta
+    mean, var, inv_std = xp.empty(C, dtype), xp.empty(C, dtype), xp.empty(C, dtype)
+    out = xp.empty_like(x2)
+    fused.bn_forward_train(x2.reshape(N, C, L), gamma, beta, dtype.type(eps), mean, var, inv_std,
+                           out.reshape(N, C, L))
+    return mean, var, inv_std, out
 
 
 def _channel_sums(xp, d2, x2, mean_row, C, L, blocks):
@@ -211,6 +235,12 @@ def batchnorm_backward(dout, cache):
     if not affine:
         gamma = xp.ones(C, dtype=x2.dtype)
     d2 = dout.reshape(N, C * L)
+    fused = engine.kernels_for(d2, x2, mean, inv_std, gamma) if batch_stats else None
+    if fused is not None:       # the numba engine (minigru.engine): eqs. B8-B11 in one kernel
+        dx, dgamma, dbeta = xp.empty_like(d2), xp.empty(C, d2.dtype), xp.empty(C, d2.dtype)
+        fused.bn_backward_train(d2.reshape(N, C, L), x2.reshape(N, C, L), mean, inv_std, gamma, d2.dtype.type(n),
+                                dx.reshape(N, C, L), dgamma, dbeta)
+        return (dx.reshape(shape), dgamma, dbeta) if affine else (dx.reshape(shape), None, None)
     blocks = _row_blocks(xp, N, C * L * x2.itemsize)
     mean_row = xp.repeat(mean, L)
     sum_dy, sum_dy_centred = _channel_sums(xp, d2, x2, mean_row, C, L, blocks)

@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .. import engine
 from .._checks import check_grad_shape
 from ..backend import get_array_module
 from . import _workspace
@@ -211,7 +212,11 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, reset_after=True)
     if reset_after:
         hidden_n, rh = kept, None
         b_hn = None if bias_hh is None else bias_hh[2 * hidden:, None]
-        _gru_loop_reset_after(xp, gates, hs_cols, hidden_n, weight_hh_halved, b_hn)
+        fused = engine.kernels_for(gates, hs_cols, hidden_n, weight_hh_halved, b_hn)
+        if fused is not None:   # the numba engine (minigru.engine): the same loop, one pass per step
+            fused.gru_forward_loop_reset_after(gates, hs_cols, hidden_n, weight_hh_halved, b_hn)
+        else:
+            _gru_loop_reset_after(xp, gates, hs_cols, hidden_n, weight_hh_halved, b_hn)
     else:
         hidden_n, rh = None, kept
         _gru_loop_reset_before(xp, gates, hs_cols, rh, weight_hh_halved)
@@ -308,7 +313,11 @@ def gru_backward(dhs, dh_last, cache):
     # da_n_in[t] = ∂L/∂a_n on the input side, which differs under reset_after (eq. G11)
     da = _workspace.take(xp, gates.shape, dtype)
     da_n_in = _workspace.take(xp, (steps, hidden, batch), dtype)
-    if reset_after:
+    fused = engine.kernels_for(carry, dh_all, da, da_n_in, gates, saved.hidden_n, hs_cols, weight_hh) \
+        if reset_after else None
+    if fused is not None:
+        fused.gru_backward_loop_reset_after(carry, dh_all, da, da_n_in, gates, saved.hidden_n, hs_cols, weight_hh)
+    elif reset_after:
         _gru_backward_loop_reset_after(xp, carry, dh_all, da, da_n_in, gates, saved.hidden_n, hs_cols, weight_hh)
     else:
         _gru_backward_loop_reset_before(xp, carry, dh_all, da, gates, hs_cols, weight_hh)

@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .. import engine
 from .._checks import check_grad_shape
 from ..backend import get_array_module
 from . import _workspace
@@ -173,7 +174,12 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
     tanh_c = _workspace.take(xp, (steps, hidden, batch), x.dtype)         # tanh(c_{t+1})^T, for backward
     hs_cols[0] = 0 if h0 is None else h0.T
     cs_cols[0] = 0 if c0 is None else c0.T
-    _lstm_loop(xp, gates, hs_cols, cs_cols, tanh_c, halve_gate_rows(weight_hh, sigmoid_gates, hidden))
+    weight_hh_halved = halve_gate_rows(weight_hh, sigmoid_gates, hidden)
+    fused = engine.kernels_for(gates, hs_cols, cs_cols, tanh_c, weight_hh_halved)
+    if fused is not None:   # the numba engine (minigru.engine): the same loop, one pass per step
+        fused.lstm_forward_loop(gates, hs_cols, cs_cols, tanh_c, weight_hh_halved)
+    else:
+        _lstm_loop(xp, gates, hs_cols, cs_cols, tanh_c, weight_hh_halved)
     # hs_rows[1:] is the output; hs_rows[:-1] is every h_prev as one (T*N, H) block for dW_hh (eq. M9)
     hs_rows = fresh_rows(hs_cols)
     c_n = cs_cols[-1].T.copy()
@@ -242,7 +248,11 @@ def lstm_backward(dhs, dh_last, dc_last, cache):
     if dc_last is not None:
         carry_c[...] = dc_last.T
     da = _workspace.take(xp, gates.shape, dtype)                  # ∂L/∂a of every gate and step
-    _lstm_backward_loop(xp, carry_h, carry_c, dh_all, da, gates, cs_cols, tanh_c, saved.weight_hh)
+    fused = engine.kernels_for(carry_h, carry_c, dh_all, da, gates, cs_cols, tanh_c, saved.weight_hh)
+    if fused is not None:
+        fused.lstm_backward_loop(carry_h, carry_c, dh_all, da, gates, cs_cols, tanh_c, saved.weight_hh)
+    else:
+        _lstm_backward_loop(xp, carry_h, carry_c, dh_all, da, gates, cs_cols, tanh_c, saved.weight_hh)
     # eq. M9: the weight gradients of all steps at once, one GEMM each
     rows = _workspace.take(xp, (4 * hidden, steps * batch), dtype)
     da_rows = gate_rows(da.reshape(steps, 4 * hidden, batch), out=rows)

@@ -15,7 +15,7 @@ With ``momentum=0`` it is plain ``w = w - η·g``.
 """
 from __future__ import annotations
 
-from .. import backend
+from .. import backend, engine
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -53,6 +53,15 @@ class SGD(Optimizer):
     def _update(self, p, group, state) -> None:
         xp = backend.get_array_module(p.data, p.grad)
         lr, mu, tau, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
+        fused = engine.kernels_for(p.data, p.grad, state.get("momentum_buffer"))
+        if fused is not None:   # the numba engine (minigru.engine): the update below as one pass
+            buf = state.get("momentum_buffer")
+            first = mu != 0 and buf is None
+            if first:
+                buf = state["momentum_buffer"] = xp.empty_like(p.data)
+            fused.sgd_update(p.data, p.grad, p.grad if buf is None else buf, lr, mu, tau, wd,
+                             group["nesterov"], first)
+            return
         decayed, step = self._work(p, 2)
 
         # (O1) the L2 penalty's gradient λ·w joins the loss gradient (p.grad itself is left untouched).

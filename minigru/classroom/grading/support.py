@@ -68,6 +68,8 @@ def minigru():
     if STUDENT_ROOT not in where.parents:
         pytest.fail(f"minigru was imported from {where}, not from the assignment folder {STUDENT_ROOT}; run the "
                     "grader from the assignment folder (python grade.py)", pytrace=False)
+    # grade the NumPy code the student wrote: with MINIGRU_ENGINE=numba, compiled kernels would replace parts of it
+    module.engine.set_engine("numpy")
     return module
 
 
