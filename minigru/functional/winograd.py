@@ -1,0 +1,256 @@
+"""Winograd F(2x2, 3x3) convolution for 3x3, stride-1 layers (docs/derivations.md §W, eqs. W1-W8).
+
+im2col spends 9·C multiplies (and adds) per output pixel and filter (eq. C5). Winograd's minimal
+filtering algorithm computes a 2x2 block of outputs from a 4x4 tile of the input with 16
+multiplies instead of 36 (eq. W6), 2.25x fewer, after cheap linear transforms of the tile
+(additions only) and of the filter (done once per call). Summed over the input channels, the
+16 elementwise products become 16 independent matrix products (eq. W5)::
+
+    M[u] = U[u] @ V[u]      U: (16, K, C) filters,  V: (16, C, P) input tiles,  M: (16, K, P)
+
+with P = N · tiles per image, so the work still runs in BLAS, and the transforms are additions
+over whole arrays. The input gradient of a stride-1 3x3 layer is itself a stride-1 3x3
+correlation (eq. W7), so it reuses the same routine.
+
+Layout: the kernels work on images stored channels first and batch last, (C, H, W, N) ("CHWN").
+Every slice they take (every other row, every other column of a tile grid) then keeps the batch
+axis as its contiguous inner run, N numbers long, instead of rows of 2 to 8 numbers, which NumPy
+would pay a fixed cost for each. The conversion from and to (N, C, H, W) is one transposing copy
+at each end, the same copy that im2col's layout costs (functional/conv.py).
+
+The padded input in this layout, (C, 2·th + 2, 2·tw + 2, N) for th x tw tiles, is what the forward
+pass keeps for the backward pass (about 1.3x the input for 16x16 images, where im2col keeps 9x):
+the weight gradient is im2col's GEMM (eq. C6) over columns cut from it in the backward pass.
+
+Shapes::
+
+    x        (N, C, H, W)         weight  (K, C, 3, 3)        out  (N, K, Ho, Wo)
+    pads     (top, bottom, left, right), as functional.conv.conv_geometry gives them
+    Ho = H + top + bottom - 2, Wo likewise; th = ceil(Ho / 2), tw = ceil(Wo / 2) tiles
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import pair
+from ..backend import get_array_module
+from . import _workspace
+
+# (the matrices BT, G, AT are read as minigru.functional.winograd.BT etc., not re-exported)
+__all__ = ["WINOGRAD_MIN_CHANNELS", "conv_algorithm", "winograd_filter_transform", "winograd_correlate",
+           "winograd_conv2d_forward", "winograd_conv2d_backward"]
+
+ALGORITHMS = ("auto", "im2col", "winograd")
+"""The values of the ``algorithm`` argument of conv2d_forward and Conv2d."""
+
+WINOGRAD_MIN_CHANNELS = 32
+"""``algorithm="auto"`` runs Winograd for a 3x3, stride-1 layer when both its input and output channel
+counts are at least this. The GEMMs save 20 of 36 multiplies per tile, 9·C·K - 4·C·K per output pixel,
+while the transforms add about 6·C + 6·K additions per pixel, memory-bound (docs/derivations.md §W,
+"What it costs"): with few channels the transforms cost more than the multiplies they save."""
+
+# Lavin & Gray (2016), "Fast algorithms for convolutional neural networks", F(2, 3): interpolation
+# at the points 0, 1, -1 and infinity (eqs. W1-W3). One 1-D output pair is y = AT [(G g) * (BT d)].
+BT = np.array([[1, 0, -1, 0],
+               [0, 1, 1, 0],
+               [0, -1, 1, 0],
+               [0, 1, 0, -1]], dtype=np.float64)   # (4, 4) input-tile transform
+G = np.array([[1, 0, 0],
+              [0.5, 0.5, 0.5],
+              [0.5, -0.5, 0.5],
+              [0, 0, 1]], dtype=np.float64)         # (4, 3) filter transform
+AT = np.array([[1, 1, 1, 0],
+               [0, 1, -1, -1]], dtype=np.float64)   # (2, 4) output transform
+
+
+def conv_algorithm(algorithm, kernel_size, stride, in_channels, out_channels) -> str:
+    """The algorithm a convolution runs, ``"im2col"`` or ``"winograd"``, for ``algorithm`` in :data:`ALGORITHMS`.
+
+    ``"auto"``: Winograd for 3x3 kernels with stride 1 and at least :data:`WINOGRAD_MIN_CHANNELS` input and
+    output channels, im2col otherwise. ``"winograd"`` for another kernel or stride raises a ValueError.
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
+    valid = pair(kernel_size, "kernel_size") == (3, 3) and pair(stride, "stride") == (1, 1)
+    if algorithm == "winograd" and not valid:
+        raise ValueError(f"algorithm='winograd' needs a 3x3 kernel with stride 1, got kernel_size="
+                         f"{kernel_size!r}, stride={stride!r}; use 'im2col' or 'auto'")
+    if algorithm == "auto":
+        big = min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
+        return "winograd" if valid and big else "im2col"
+    return algorithm
+
+
+def _combine(xp, coefficients, parts, out) -> None:
+    """out = sum_i coefficients[i] * parts[i], in place, without temporaries.
+
+    A row of B^T or A^T has only 0 and ±1 in it, so the transform is additions and subtractions
+    of whole arrays; other coefficients (a deliberately changed matrix in a test) still work.
+    """
+    started = False
+    for c, part in zip(coefficients, parts):
+        c = float(c)
+        if c == 0.0:
+            continue
+        if not started:
+            if c == 1.0:
+                out[...] = part
+            else:
+                xp.multiply(part, c, out=out)
+            started = True
+        elif c == 1.0:
+            xp.add(out, part, out=out)
+        elif c == -1.0:
+            xp.subtract(out, part, out=out)
+        else:
+            out += c * part
+    if not started:
+        out[...] = 0
+
+
+def winograd_filter_transform(weight):
+    """U = G g G^T for every filter (eq. W4): weight (K, C, 3, 3) -> U (16, K, C), contiguous.
+
+    Row u*4 + v of the stack holds entry (u, v) of every filter's 4x4 transform. G has 0.5 in
+    it, which is exact in binary, so the transform itself rounds only in its additions.
+    """
+    xp = get_array_module(weight)
+    K, C = weight.shape[:2]
+    g = xp.asarray(G, dtype=weight.dtype)
+    u = xp.matmul(xp.matmul(g, weight), g.T)                 # (K, C, 4, 4)
+    return xp.ascontiguousarray(u.transpose(2, 3, 0, 1)).reshape(16, K, C)
+
+
+def _input_transform(xpad, th, tw):
+    """V = B^T d B for every 4x4 tile d (eq. W4): xpad (C, 2th+2, 2tw+2, N) -> V (16, C, th*tw*N).
+
+    Tile (ty, tx) starts at row 2*ty, column 2*tx: neighbouring tiles overlap by 2 pixels. Rows
+    first: row i of every tile is the strided view xpad[:, i::2] (th rows); then columns alike.
+    """
+    xp = get_array_module(xpad)
+    C, Hp, Wp, N = xpad.shape
+    rows = [xpad[:, i:i + 2 * th:2] for i in range(4)]                   # 4 x (C, th, Wp, N), views
+    half = _workspace.scratch("winograd:rows", (4, C, th, Wp, N), xpad)  # B^T d, for every tile row
+    for u in range(4):
+        _combine(xp, BT[u], rows, half[u])
+    v = xp.empty((4, 4, C, th, tw, N), dtype=xpad.dtype)
+    for u in range(4):
+        cols = [half[u][:, :, j:j + 2 * tw:2] for j in range(4)]          # 4 x (C, th, tw, N), views
+        for w in range(4):
+            _combine(xp, BT[w], cols, v[u, w])                           # (B^T d) B, column w
+    return v.reshape(16, C, th * tw * N)
+
+
+def _output_transform(m, K, th, tw, N):
+    """Y = A^T M A for every tile (eq. W5): m (16, K, th*tw*N) -> y (K, 2th, 2tw, N).
+
+    Output pixel (a, b) of tile (ty, tx) lands at (2*ty + a, 2*tx + b): the strided view y[:, a::2, b::2].
+    """
+    xp = get_array_module(m)
+    m = m.reshape(4, 4, K, th, tw, N)
+    half = _workspace.scratch("winograd:out", (2, 4, K, th, tw, N), m)   # A^T M
+    for a in range(2):
+        _combine(xp, AT[a], [m[u] for u in range(4)], half[a])
+    y = xp.empty((K, 2 * th, 2 * tw, N), dtype=m.dtype)
+    for a in range(2):
+        for b in range(2):
+            _combine(xp, AT[b], [half[a][v] for v in range(4)], y[:, a::2, b::2])
+    return y
+
+
+def winograd_correlate(xpad, u, th, tw):
+    """Stride-1 3x3 correlation of an already padded CHWN image with transformed filters (eqs. W4-W6).
+
+    xpad: (C, 2th+2, 2tw+2, N), u: (16, K, C) from :func:`winograd_filter_transform`.
+    Returns y: (K, 2th, 2tw, N), y[k, a, b, n] = sum_{c,i,j} g[k, c, i, j] xpad[c, a+i, b+j, n].
+    """
+    xp = get_array_module(xpad, u)
+    K, N = u.shape[1], xpad.shape[3]
+    v = _input_transform(xpad, th, tw)                           # (16, C, P)
+    m = xp.empty((16, K, v.shape[2]), dtype=xpad.dtype)
+    xp.matmul(u, v, out=m)                                       # the 16 GEMMs, one call
+    return _output_transform(m, K, th, tw, N)
+
+
+def _tiles(n_out: int) -> int:
+    return (n_out + 1) // 2        # an odd size gets one more tile; its extra row is cropped
+
+
+def _place(dest, src, top, left):
+    """Copy src (C, h, w, N) into dest (C, Hd, Wd, N) at offset (top, left); a negative offset crops
+    src instead (the input gradient of a layer padded by more than 2), as does dest's far edge."""
+    h, w = src.shape[1:3]
+    s_top, s_left = max(0, -top), max(0, -left)
+    d_top, d_left = max(0, top), max(0, left)
+    rows = min(h - s_top, dest.shape[1] - d_top)
+    cols = min(w - s_left, dest.shape[2] - d_left)
+    if rows > 0 and cols > 0:
+        dest[:, d_top:d_top + rows, d_left:d_left + cols] = src[:, s_top:s_top + rows, s_left:s_left + cols]
+
+
+def winograd_conv2d_forward(x, weight, bias, pads):
+    """Forward pass of a 3x3, stride-1 convolution (eq. C1) by Winograd F(2x2, 3x3).
+
+    x: (N, C, H, W), weight: (K, C, 3, 3), bias: (K,) or None, pads: (top, bottom, left, right).
+    Returns (out, xpad): out (N, K, Ho, Wo) and the padded CHWN input (C, 2th+2, 2tw+2, N),
+    which :func:`winograd_conv2d_backward` needs for the weight gradient.
+    """
+    xp = get_array_module(x, weight)
+    N, C, H, W = x.shape
+    K = weight.shape[0]
+    top, bottom, left, right = pads
+    Ho, Wo = H + top + bottom - 2, W + left + right - 2
+    th, tw = _tiles(Ho), _tiles(Wo)
+    # Fresh (it lives until backward), zeros: the padding and the round-up to whole tiles.
+    xpad = xp.zeros((C, 2 * th + 2, 2 * tw + 2, N), dtype=x.dtype)
+    _place(xpad, x.transpose(1, 2, 3, 0), top, left)
+    y = winograd_correlate(xpad, winograd_filter_transform(weight), th, tw)     # (K, 2th, 2tw, N)
+    out = xp.empty((N, K, Ho, Wo), dtype=x.dtype)
+    y = y[:, :Ho, :Wo].transpose(3, 0, 1, 2)
+    if bias is not None:
+        xp.add(y, bias.reshape(1, K, 1, 1), out=out)
+    else:
+        out[...] = y
+    return out, xpad
+
+
+def winograd_conv2d_backward(dout, xpad, weight, x_shape, pads, has_bias, need_dx=True):
+    """Gradients of :func:`winograd_conv2d_forward`: (dx or None, dweight, dbias or None).
+
+    dout: (N, K, Ho, Wo); xpad: the padded CHWN input the forward pass returned; weight (K, C, 3, 3).
+    * dx (eq. W7): the correlation of dout, padded by 2 - pad on each side, with the filters rotated
+      by 180 degrees and their two channel axes swapped, by :func:`winograd_correlate` again.
+    * dweight (eq. C6): dout_mat (K, Ho*Wo*N) @ cols^T, cols (C*9, Ho*Wo*N) cut from xpad.
+    * dbias (eq. C7): the sum of dout over n, a, b.
+    """
+    xp = get_array_module(dout, xpad)
+    N, C, H, W = x_shape
+    K = weight.shape[0]
+    Ho, Wo = dout.shape[2:]
+    top, _, left, _ = pads
+    dout_chwn = xp.empty((K, Ho, Wo, N), dtype=dout.dtype)     # batch last, like xpad
+    dout_chwn[...] = dout.transpose(1, 2, 3, 0)
+    dout_mat = dout_chwn.reshape(K, Ho * Wo * N)
+
+    # Weight gradient: im2col columns over the CHWN input, whose windows keep N as the inner run.
+    sC, sH, sW, sN = xpad.strides
+    windows = xp.lib.stride_tricks.as_strided(xpad, (C, 3, 3, Ho, Wo, N), (sC, sH, sW, sH, sW, sN))
+    cols = xp.empty(windows.shape, dtype=xpad.dtype)
+    cols[...] = windows
+    cols = cols.reshape(C * 9, Ho * Wo * N)
+    # (cols @ dout_mat^T)^T, the orientation that BLAS runs faster (as functional/conv.py)
+    dweight = xp.ascontiguousarray(xp.matmul(cols, dout_mat.T).T).reshape(weight.shape)
+    del cols
+    dbias = dout_mat.sum(axis=1) if has_bias else None
+    if not need_dx:
+        return None, dweight, dbias
+
+    th, tw = _tiles(H), _tiles(W)
+    # A reused buffer: the same shape and pads write the same region, so its border stays 0.
+    dpad = _workspace.scratch("winograd:dout" + str(pads), (K, 2 * th + 2, 2 * tw + 2, N), dout)
+    _place(dpad, dout_chwn, 2 - top, 2 - left)
+    flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)                      # (C, K, 3, 3)
+    dx_chwn = winograd_correlate(dpad, winograd_filter_transform(flipped), th, tw)  # (C, 2th, 2tw, N)
+    dx = xp.empty(x_shape, dtype=dout.dtype)
+    dx[...] = dx_chwn[:, :H, :W].transpose(3, 0, 1, 2)
+    return dx, dweight, dbias
