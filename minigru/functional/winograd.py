@@ -85,27 +85,33 @@ def _combine(xp, coefficients, parts, out) -> None:
     """out = sum_i coefficients[i] * parts[i], in place, without temporaries.
 
     A row of B^T or A^T has only 0 and ±1 in it, so the transform is additions and subtractions
-    of whole arrays; other coefficients (a deliberately changed matrix in a test) still work.
+    of whole arrays, the first two terms in one pass (``a - b`` rather than ``a``, then ``-= b``).
+    Other coefficients (a deliberately changed matrix in a test) still work.
     """
-    started = False
-    for c, part in zip(coefficients, parts):
-        c = float(c)
-        if c == 0.0:
-            continue
-        if not started:
-            if c == 1.0:
-                out[...] = part
-            else:
-                xp.multiply(part, c, out=out)
-            started = True
-        elif c == 1.0:
+    terms = [(float(c), part) for c, part in zip(coefficients, parts) if c != 0]
+    if not terms:
+        out[...] = 0
+        return
+    (c0, p0), rest = terms[0], terms[1:]
+    if rest and c0 in (1.0, -1.0) and rest[0][0] in (1.0, -1.0) and (c0, rest[0][0]) != (-1.0, -1.0):
+        c1, p1 = rest.pop(0)
+        if c0 == c1:
+            xp.add(p0, p1, out=out)
+        elif c0 == 1.0:
+            xp.subtract(p0, p1, out=out)
+        else:
+            xp.subtract(p1, p0, out=out)
+    elif c0 == 1.0:
+        out[...] = p0
+    else:
+        xp.multiply(p0, c0, out=out)
+    for c, part in rest:
+        if c == 1.0:
             xp.add(out, part, out=out)
         elif c == -1.0:
             xp.subtract(out, part, out=out)
         else:
             out += c * part
-    if not started:
-        out[...] = 0
 
 
 def winograd_filter_transform(weight):
