@@ -356,7 +356,7 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, *, algorithm="auto"):
     - weight: (K, C, kh, kw)
     - bias: (K,) or None
     - stride: int or (sh, sw); padding: int, (ph, pw), "same" or "valid" (torch's meaning)
-    - algorithm: "im2col", "winograd" (3x3, stride 1: :mod:`minigru.functional.winograd`, eqs. W4-W7) or
+    - algorithm: "im2col", "winograd" (3x3, stride 1: :mod:`minigru.functional.winograd`, eqs. W5-W8) or
       "auto": Winograd where it is valid and measured faster (:func:`~minigru.functional.winograd.conv_algorithm`)
 
     Returns (out, cache):
@@ -402,7 +402,7 @@ def conv2d_backward(dout, cache, need_dx=True):
     - dweight: (K, C, kh, kw) = dout_mat @ cols^T                 (eq. C6)
     - dbias: (K,) or None     = sum of dout over n, a, b          (eq. C7)
     where dout_mat: (K, N*Ho*Wo) is dout with the batch axis moved after K. After a Winograd forward pass
-    (``cache.algorithm == "winograd"``) dx is Winograd's again (eq. W7) and dweight the same GEMM over
+    (``cache.algorithm == "winograd"``) dx is Winograd's again (eq. W8) and dweight the same GEMM over
     columns cut from the saved padded input (:func:`~minigru.functional.winograd.winograd_conv2d_backward`).
     """
     cols, weight, has_bias, x_shape = cache.cols, cache.weight, cache.has_bias, cache.x_shape

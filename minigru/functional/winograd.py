@@ -2,15 +2,15 @@
 
 im2col spends 9·C multiplies (and adds) per output pixel and filter (eq. C5). Winograd's minimal
 filtering algorithm computes a 2x2 block of outputs from a 4x4 tile of the input with 16
-multiplies instead of 36 (eq. W6), 2.25x fewer, after cheap linear transforms of the tile
+multiplies instead of 36 (eq. W7), 2.25x fewer, after cheap linear transforms of the tile
 (additions only) and of the filter (done once per call). Summed over the input channels, the
-16 elementwise products become 16 independent matrix products (eq. W5)::
+16 elementwise products become 16 independent matrix products (eq. W6)::
 
     M[u] = U[u] @ V[u]      U: (16, K, C) filters,  V: (16, C, P) input tiles,  M: (16, K, P)
 
 with P = N · tiles per image, so the work still runs in BLAS, and the transforms are additions
 over whole arrays. The input gradient of a stride-1 3x3 layer is itself a stride-1 3x3
-correlation (eq. W7), so it reuses the same routine.
+correlation (eq. W8), so it reuses the same routine.
 
 Layout: the kernels work on images stored channels first and batch last, (C, H, W, N) ("CHWN").
 Every slice they take (every other row, every other column of a tile grid) then keeps the batch
@@ -52,7 +52,7 @@ costs"), so the gain grows with the channel counts. Measured with benchmarks/con
 im2col's at 128 channels and more, about even at 64 -> 128, slower below."""
 
 # Lavin & Gray (2016), "Fast algorithms for convolutional neural networks", F(2, 3): interpolation
-# at the points 0, 1, -1 and infinity (eqs. W1-W3). One 1-D output pair is y = AT [(G g) * (BT d)].
+# at the points 0, 1, -1 and infinity (eqs. W1-W4). One 1-D output pair is y = AT [(G g) * (BT d)].
 BT = np.array([[1, 0, -1, 0],
                [0, 1, 1, 0],
                [0, -1, 1, 0],
@@ -117,7 +117,7 @@ def _combine(xp, coefficients, parts, out) -> None:
 
 
 def winograd_filter_transform(weight):
-    """U = G g G^T for every filter (eq. W4): weight (K, C, 3, 3) -> U (16, K, C), contiguous.
+    """U = G g G^T for every filter (eq. W5): weight (K, C, 3, 3) -> U (16, K, C), contiguous.
 
     Row u*4 + v of the stack holds entry (u, v) of every filter's 4x4 transform. G has 0.5 in
     it, which is exact in binary, so the transform itself rounds only in its additions.
@@ -130,7 +130,7 @@ def winograd_filter_transform(weight):
 
 
 def _input_transform(xpad, th, tw):
-    """V = B^T d B for every 4x4 tile d (eq. W4): xpad (C, 2th+2, 2tw+2, N) -> V (16, C, th*tw*N).
+    """V = B^T d B for every 4x4 tile d (eq. W5): xpad (C, 2th+2, 2tw+2, N) -> V (16, C, th*tw*N).
 
     Tile (ty, tx) starts at row 2*ty, column 2*tx: neighbouring tiles overlap by 2 pixels. Rows
     first: row i of every tile is the strided view xpad[:, i::2] (th rows); then columns alike.
@@ -150,7 +150,7 @@ def _input_transform(xpad, th, tw):
 
 
 def _output_transform(m, K, th, tw, N):
-    """Y = A^T M A for every tile (eq. W5): m (16, K, th*tw*N) -> y (K, 2th, 2tw, N).
+    """Y = A^T M A for every tile (eqs. W5, W6): m (16, K, th*tw*N) -> y (K, 2th, 2tw, N).
 
     Output pixel (a, b) of tile (ty, tx) lands at (2*ty + a, 2*tx + b): the strided view y[:, a::2, b::2].
     """
@@ -167,7 +167,7 @@ def _output_transform(m, K, th, tw, N):
 
 
 def winograd_correlate(xpad, u, th, tw):
-    """Stride-1 3x3 correlation of an already padded CHWN image with transformed filters (eqs. W4-W6).
+    """Stride-1 3x3 correlation of an already padded CHWN image with transformed filters (eqs. W5-W6).
 
     xpad: (C, 2th+2, 2tw+2, N), u: (16, K, C) from :func:`winograd_filter_transform`.
     Returns y: (K, 2th, 2tw, N), y[k, a, b, n] = sum_{c,i,j} g[k, c, i, j] xpad[c, a+i, b+j, n].
@@ -226,7 +226,7 @@ def winograd_conv2d_backward(dout, xpad, weight, x_shape, pads, has_bias, need_d
     """Gradients of :func:`winograd_conv2d_forward`: (dx or None, dweight, dbias or None).
 
     dout: (N, K, Ho, Wo); xpad: the padded CHWN input the forward pass returned; weight (K, C, 3, 3).
-    * dx (eq. W7): the correlation of dout, padded by 2 - pad on each side, with the filters rotated
+    * dx (eq. W8): the correlation of dout, padded by 2 - pad on each side, with the filters rotated
       by 180 degrees and their two channel axes swapped, by :func:`winograd_correlate` again.
     * dweight (eq. C6): dout_mat (K, Ho*Wo*N) @ cols^T, cols (C*9, Ho*Wo*N) cut from xpad.
     * dbias (eq. C7): the sum of dout over n, a, b.
