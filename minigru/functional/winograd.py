@@ -47,9 +47,8 @@ WINOGRAD_MIN_CHANNELS = 128
 """``algorithm="auto"`` runs Winograd for a 3x3, stride-1 layer when both its input and output channel
 counts are at least this. Per output pixel the GEMMs save 9·C·K - 4·C·K multiply-adds, while the
 transforms add about 6·C + 6·K memory-bound additions and copies (docs/derivations.md §W, "What it
-costs"), so the gain grows with the channel counts. Measured with benchmarks/conv_algorithms.py
-(float32, batch 256, one BLAS thread, on a loaded 2-core VM): a forward+backward step 0.86-0.95x
-im2col's at 128 channels and more, about even at 64 -> 128, slower below."""
+costs"), so the gain grows with the channel counts; the measurements behind the value are in
+docs/performance.md, item 8 (``benchmarks/conv_algorithms.py``)."""
 
 # Lavin & Gray (2016), "Fast algorithms for convolutional neural networks", F(2, 3): interpolation
 # at the points 0, 1, -1 and infinity (eqs. W1-W4). One 1-D output pair is y = AT [(G g) * (BT d)].
