@@ -116,14 +116,18 @@ def test_winograd_matches_im2col_on_any_geometry(geo, bias, need_dx):
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
-def test_reused_work_buffers_do_not_leak_between_paddings():
-    # Same input shape and channels, paddings 0 and 2 in turn: the padded-dout buffer is reused
-    # per (shape, padding), so a border written by one padding must not reach the other.
-    x, w, b = make_case(np, (2, 3, 6, 5), 4, seed=5)
-    for padding in (0, 2, 0, 2):
-        ours = run(x, w, b, padding, "winograd", seed=padding)
+@pytest.mark.parametrize("sizes, paddings", [(((6, 5),) * 4, (0, 2, 0, 2)),     # one size, two paddings
+                                              (((6, 6), (5, 5), (6, 6), (5, 6), (6, 5)), (1,) * 5)])  # same tiles
+def test_reused_work_buffers_do_not_leak_between_calls(sizes, paddings):
+    # The padded input and padded dout are reused buffers whose zero border is never rewritten: a call
+    # with another padding, or another image size with the same number of tiles (6 and 5 both need 3
+    # tiles with padding 1), must not leave numbers in the border that the next call reads.
+    for k, ((H, W), padding) in enumerate(zip(sizes, paddings)):
+        x, w, b = make_case(np, (2, 3, H, W), 4, seed=5 + k)
+        ours = run(x, w, b, padding, "winograd", seed=k)
         ref = run(x, w, b, padding, "im2col", dout=ours[-1])
-        assert rel_error(ours[1], ref[1]) <= 1e-11, padding
+        for name, got, want in zip(("out", "dx", "dw"), ours, ref):
+            assert rel_error(got, want) <= 1e-11, (k, name)
 
 
 # ------------------------------------------------------------ torch, float64 and float32

@@ -316,8 +316,8 @@ def _col2im_same_size(cols, g: ConvGeometry, merge_batch, may_overwrite):
 
 # ------------------------------------------------------------ convolution
 class Conv2dCache(NamedTuple):
-    """What :func:`conv2d_backward` needs: the im2col columns of the input (im2col) or the padded input
-    (Winograd), the weight, whether there is a bias, x's shape, the stride and padding as given to
+    """What :func:`conv2d_backward` needs: the im2col columns of the input (im2col) or its transformed
+    tiles (Winograd), the weight, whether there is a bias, x's shape, the stride and padding as given to
     :func:`conv2d_forward`, and the algorithm that ran."""
     cols: object        # im2col: (C*kh*kw, N*Ho*Wo), the merged layout; None after Winograd
     weight: object      # (K, C, kh, kw)
@@ -326,7 +326,7 @@ class Conv2dCache(NamedTuple):
     stride: object
     padding: object
     algorithm: str = "im2col"   # "im2col" or "winograd", never "auto"
-    xpad_chwn: object = None    # Winograd: the padded input, channels first, batch last (C, Hp', Wp', N)
+    tiles: object = None        # Winograd: the transformed input tiles (16, C, tiles*N), eq. W5
 
 
 def _check_conv_inputs(x, weight, bias):
@@ -362,16 +362,16 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, *, algorithm="auto"):
     Returns (out, cache):
     - out: (N, K, Ho, Wo), Ho = (H + 2*ph - kh) // sh + 1, Wo likewise
     - cache: a :class:`Conv2dCache` (cols (C*kh*kw, N*Ho*Wo), weight, has_bias, x_shape, stride, padding,
-      algorithm, xpad_chwn)
+      algorithm, tiles)
     """
     xp = _check_conv_inputs(x, weight, bias)
     K, C, kh, kw = weight.shape
     N = x.shape[0]
     g = conv_geometry(x.shape, (kh, kw), stride, padding)
     if conv_algorithm(algorithm, (kh, kw), (g.sh, g.sw), C, K) == "winograd":
-        out, xpad_chwn = winograd_conv2d_forward(x, weight, bias, g.pads)
+        out, tiles = winograd_conv2d_forward(x, weight, bias, g.pads)
         return out, Conv2dCache(None, weight, bias is not None, tuple(x.shape), stride, padding,
-                                "winograd", xpad_chwn)
+                                "winograd", tiles)
     cols = im2col(x, kh, kw, stride, padding, merge_batch=True)    # (C*kh*kw, N*Ho*Wo)
     w_mat = weight.reshape(K, C * kh * kw)
     out_mat = xp.empty((K, N * g.Ho * g.Wo), dtype=x.dtype)   # fresh: see "Memory" in the module docstring
@@ -407,7 +407,7 @@ def conv2d_backward(dout, cache, need_dx=True):
     """
     cols, weight, has_bias, x_shape = cache.cols, cache.weight, cache.has_bias, cache.x_shape
     stride, padding = cache.stride, cache.padding
-    saved = cols if cache.algorithm == "im2col" else cache.xpad_chwn
+    saved = cols if cache.algorithm == "im2col" else cache.tiles
     xp = get_array_module(dout, saved)
     K, C, kh, kw = weight.shape
     N = x_shape[0]
