@@ -11,8 +11,7 @@ For every shape and algorithm it times, as the median of ``--repeats`` runs afte
 
 * forward: ``conv2d_forward(..., algorithm=...)``;
 * weight grad: ``conv2d_backward(..., need_dx=False)`` (what the first layer of a model runs,
-  whose input needs no gradient; Winograd's includes cutting the im2col columns that im2col's
-  forward pass already cut);
+  whose input needs no gradient);
 * input grad: ``conv2d_backward(..., need_dx=True)`` minus the weight-grad time;
 * step: forward + the whole backward, the layer's share of a training step.
 

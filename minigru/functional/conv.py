@@ -402,8 +402,8 @@ def conv2d_backward(dout, cache, need_dx=True):
     - dweight: (K, C, kh, kw) = dout_mat @ cols^T                 (eq. C6)
     - dbias: (K,) or None     = sum of dout over n, a, b          (eq. C7)
     where dout_mat: (K, N*Ho*Wo) is dout with the batch axis moved after K. After a Winograd forward pass
-    (``cache.algorithm == "winograd"``) dx is Winograd's again (eq. W8) and dweight the same GEMM over
-    columns cut from the saved padded input (:func:`~minigru.functional.winograd.winograd_conv2d_backward`).
+    (``cache.algorithm == "winograd"``) dx and dweight are Winograd's too (eqs. W8, W9), from the saved
+    transformed input tiles (:func:`~minigru.functional.winograd.winograd_conv2d_backward`).
     """
     cols, weight, has_bias, x_shape = cache.cols, cache.weight, cache.has_bias, cache.x_shape
     stride, padding = cache.stride, cache.padding

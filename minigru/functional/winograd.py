@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) convolution for 3x3, stride-1 layers (docs/derivations.md §W, eqs. W1-W8).
+"""Winograd F(2x2, 3x3) convolution for 3x3, stride-1 layers (docs/derivations.md §W, eqs. W1-W9).
 
 im2col spends 9·C multiplies (and adds) per output pixel and filter (eq. C5). Winograd's minimal
 filtering algorithm computes a 2x2 block of outputs from a 4x4 tile of the input with 16
@@ -10,7 +10,8 @@ multiplies instead of 36 (eq. W7), 2.25x fewer, after cheap linear transforms of
 
 with P = N · tiles per image, so the work still runs in BLAS, and the transforms are additions
 over whole arrays. The input gradient of a stride-1 3x3 layer is itself a stride-1 3x3
-correlation (eq. W8), so it reuses the same routine.
+correlation (eq. W8), so it reuses the same routine, and the weight gradient is the adjoint of
+the forward pass in the filters (eq. W9): 16 more matrix products, with the same saving.
 
 Layout: the kernels work on images stored channels first and batch last, (C, H, W, N) ("CHWN").
 Every slice they take (every other row, every other column of a tile grid) then keeps the batch
@@ -18,9 +19,9 @@ axis as its contiguous inner run, N numbers long, instead of rows of 2 to 8 numb
 would pay a fixed cost for each. The conversion from and to (N, C, H, W) is one transposing copy
 at each end, the same copy that im2col's layout costs (functional/conv.py).
 
-The padded input in this layout, (C, 2·th + 2, 2·tw + 2, N) for th x tw tiles, is what the forward
-pass keeps for the backward pass (about 1.3x the input for 16x16 images, where im2col keeps 9x):
-the weight gradient is im2col's GEMM (eq. C6) over columns cut from it in the backward pass.
+What the forward pass keeps for the backward pass is the transformed input V (16, C, th·tw·N),
+for th x tw tiles per image: 4x the input (a little more for odd sizes), where im2col keeps its
+columns, 9x. The weight gradient needs exactly V (eq. W9).
 
 Shapes::
 
