@@ -226,7 +226,7 @@ def winograd_conv2d_forward(x, weight, bias, pads):
 
 
 def _output_gradient_transform(dy, th, tw):
-    """Z = A dY A^T for every 2x2 block of dY (the adjoint of eq. W5's output transform, eq. W9):
+    """Z = A dY A^T for every 2x2 block of dY (eq. W9: the adjoint of the output transform of eq. W5):
     dy (K, 2th, 2tw, N) -> z (16, K, th*tw*N), a work buffer."""
     xp = get_array_module(dy)
     K, N = dy.shape[0], dy.shape[3]
