@@ -119,14 +119,27 @@ def _combine(xp, coefficients, parts, out) -> None:
 def winograd_filter_transform(weight):
     """U = G g G^T for every filter (eq. W5): weight (K, C, 3, 3) -> U (16, K, C), contiguous.
 
-    Row u*4 + v of the stack holds entry (u, v) of every filter's 4x4 transform. G has 0.5 in
-    it, which is exact in binary, so the transform itself rounds only in its additions.
+    Row u*4 + v of the stack holds entry (u, v) of every filter's 4x4 transform. All K*C filters
+    go through one matrix product with the Kronecker product G ⊗ G (16, 9), whose entry
+    (u*4 + v, i*3 + j) is G[u, i] G[v, j]: that is (G g G^T)[u, v] for the flattened g, and
+    one (16, 9) x (9, K*C) GEMM is much faster than K*C little 4x3 products. G has 0.5 in it,
+    which is exact in binary, so the transform rounds only in its additions.
     """
     xp = get_array_module(weight)
     K, C = weight.shape[:2]
-    g = xp.asarray(G, dtype=weight.dtype)
-    u = xp.matmul(xp.matmul(g, weight), g.T)                 # (K, C, 4, 4)
-    return xp.ascontiguousarray(u.transpose(2, 3, 0, 1)).reshape(16, K, C)
+    kron = xp.asarray(np.kron(G, G), dtype=weight.dtype)             # (16, 9)
+    return xp.matmul(kron, weight.reshape(K * C, 9).T).reshape(16, K, C)
+
+
+BLOCK_BYTES = 1 << 20
+"""The transforms run over a few channels at a time, so that their intermediate (the first of the two
+stages, ``A^T M`` or ``B^T d``) stays in the core's cache for the second stage: about this many bytes."""
+
+
+def _blocks(channels: int, bytes_per_channel: int):
+    """Channel slices of about BLOCK_BYTES of intermediate each."""
+    step = max(1, BLOCK_BYTES // max(1, bytes_per_channel))
+    return [slice(c0, min(channels, c0 + step)) for c0 in range(0, channels, step)] or [slice(0, 0)]
 
 
 def _input_transform(xpad, th, tw):
@@ -137,15 +150,19 @@ def _input_transform(xpad, th, tw):
     """
     xp = get_array_module(xpad)
     C, Hp, Wp, N = xpad.shape
-    rows = [xpad[:, i:i + 2 * th:2] for i in range(4)]                   # 4 x (C, th, Wp, N), views
-    half = _workspace.scratch("winograd:rows", (4, C, th, Wp, N), xpad)  # B^T d, for every tile row
-    for u in range(4):
-        _combine(xp, BT[u], rows, half[u])
+    blocks = _blocks(C, 4 * th * Wp * N * xpad.itemsize)
+    step = blocks[0].stop - blocks[0].start
+    half = _workspace.scratch("winograd:rows", (4, step, th, Wp, N), xpad)   # B^T d, for every tile row
     v = xp.empty((4, 4, C, th, tw, N), dtype=xpad.dtype)
-    for u in range(4):
-        cols = [half[u][:, :, j:j + 2 * tw:2] for j in range(4)]          # 4 x (C, th, tw, N), views
-        for w in range(4):
-            _combine(xp, BT[w], cols, v[u, w])                           # (B^T d) B, column w
+    for block in blocks:
+        h = half[:, :block.stop - block.start]
+        rows = [xpad[block, i:i + 2 * th:2] for i in range(4)]         # 4 x (c, th, Wp, N), views
+        for u in range(4):
+            _combine(xp, BT[u], rows, h[u])
+        for u in range(4):
+            cols = [h[u][:, :, j:j + 2 * tw:2] for j in range(4)]       # 4 x (c, th, tw, N), views
+            for w in range(4):
+                _combine(xp, BT[w], cols, v[u, w, block])              # (B^T d) B, column w
     return v.reshape(16, C, th * tw * N)
 
 
@@ -156,13 +173,17 @@ def _output_transform(m, K, th, tw, N):
     """
     xp = get_array_module(m)
     m = m.reshape(4, 4, K, th, tw, N)
-    half = _workspace.scratch("winograd:out", (2, 4, K, th, tw, N), m)   # A^T M
-    for a in range(2):
-        _combine(xp, AT[a], [m[u] for u in range(4)], half[a])
+    blocks = _blocks(K, 8 * th * tw * N * m.itemsize)
+    step = blocks[0].stop - blocks[0].start
+    half = _workspace.scratch("winograd:out", (2, 4, step, th, tw, N), m)   # A^T M
     y = xp.empty((K, 2 * th, 2 * tw, N), dtype=m.dtype)
-    for a in range(2):
-        for b in range(2):
-            _combine(xp, AT[b], [half[a][v] for v in range(4)], y[:, a::2, b::2])
+    for block in blocks:
+        h = half[:, :, :block.stop - block.start]
+        for a in range(2):
+            _combine(xp, AT[a], [m[u, :, block] for u in range(4)], h[a])
+        for a in range(2):
+            for b in range(2):
+                _combine(xp, AT[b], [h[a][v] for v in range(4)], y[block, a::2, b::2])
     return y
 
 
@@ -230,15 +251,19 @@ def _output_gradient_transform(dy, th, tw):
     dy (K, 2th, 2tw, N) -> z (16, K, th*tw*N), a work buffer."""
     xp = get_array_module(dy)
     K, N = dy.shape[0], dy.shape[3]
-    rows = [dy[:, a::2] for a in range(2)]                               # 2 x (K, th, 2tw, N), views
-    half = _workspace.scratch("winograd:dy-rows", (4, K, th, 2 * tw, N), dy)
-    for u in range(4):
-        _combine(xp, AT[:, u], rows, half[u])                            # row u of A = column u of A^T
+    blocks = _blocks(K, 4 * th * 2 * tw * N * dy.itemsize)
+    step = blocks[0].stop - blocks[0].start
+    half = _workspace.scratch("winograd:dy-rows", (4, step, th, 2 * tw, N), dy)
     z = _workspace.scratch("winograd:dy-tiles", (4, 4, K, th, tw, N), dy)
-    for u in range(4):
-        cols = [half[u][:, :, b::2] for b in range(2)]                   # 2 x (K, th, tw, N), views
-        for w in range(4):
-            _combine(xp, AT[:, w], cols, z[u, w])
+    for block in blocks:
+        h = half[:, :block.stop - block.start]
+        rows = [dy[block, a::2] for a in range(2)]                       # 2 x (k, th, 2tw, N), views
+        for u in range(4):
+            _combine(xp, AT[:, u], rows, h[u])                           # row u of A = column u of A^T
+        for u in range(4):
+            cols = [h[u][:, :, b::2] for b in range(2)]                  # 2 x (k, th, tw, N), views
+            for w in range(4):
+                _combine(xp, AT[:, w], cols, z[u, w, block])
     return z.reshape(16, K, th * tw * N)
 
 
@@ -268,9 +293,9 @@ def winograd_conv2d_backward(dout, v, weight, x_shape, pads, has_bias, need_dx=T
         dy[:, :Ho, :Wo] = dout_chwn
     z = _output_gradient_transform(dy, th, tw)                   # (16, K, P)
     du = xp.matmul(z, v.transpose(0, 2, 1))                      # (16, K, C): the 16 GEMMs of eq. W9
-    g = xp.asarray(G, dtype=weight.dtype)
-    du = du.reshape(4, 4, K, C).transpose(2, 3, 0, 1)            # (K, C, 4, 4)
-    dweight = xp.matmul(xp.matmul(g.T, du), g)                   # (K, C, 3, 3)
+    # G^T dU G for every filter: the transpose of winograd_filter_transform's product with G ⊗ G
+    kron = xp.asarray(np.kron(G, G), dtype=weight.dtype)         # (16, 9)
+    dweight = xp.matmul(du.reshape(16, K * C).T, kron).reshape(weight.shape)
     if not need_dx:
         return None, dweight, dbias
 
