@@ -44,7 +44,7 @@ __all__ = ["WINOGRAD_MIN_CHANNELS", "conv_algorithm", "winograd_filter_transform
 ALGORITHMS = ("auto", "im2col", "winograd")
 """The values of the ``algorithm`` argument of conv2d_forward and Conv2d."""
 
-WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MIN_CHANNELS = 64
 """``algorithm="auto"`` runs Winograd for a 3x3, stride-1 layer when both its input and output channel
 counts are at least this. Per output pixel the GEMMs save 9·C·K - 4·C·K multiply-adds, while the
 transforms add about 6·C + 6·K memory-bound additions and copies (docs/derivations.md §W, "What it
