@@ -248,13 +248,13 @@ def winograd_conv2d_forward(x, weight, bias, pads):
 
 def _output_gradient_transform(dy, th, tw):
     """Z = A dY A^T for every 2x2 block of dY (eq. W9: the adjoint of the output transform of eq. W5):
-    dy (K, 2th, 2tw, N) -> z (16, K, th*tw*N), a work buffer."""
+    dy (K, 2th, 2tw, N) -> z (16, K, th*tw*N)."""
     xp = get_array_module(dy)
     K, N = dy.shape[0], dy.shape[3]
     blocks = _blocks(K, 4 * th * 2 * tw * N * dy.itemsize)
     step = blocks[0].stop - blocks[0].start
     half = _workspace.scratch("winograd:dy-rows", (4, step, th, 2 * tw, N), dy)
-    z = _workspace.scratch("winograd:dy-tiles", (4, 4, K, th, tw, N), dy)
+    z = xp.empty((4, 4, K, th, tw, N), dtype=dy.dtype)     # large: fresh, as functional/conv.py explains
     for block in blocks:
         h = half[:, :block.stop - block.start]
         rows = [dy[block, a::2] for a in range(2)]                       # 2 x (k, th, 2tw, N), views
