@@ -299,12 +299,12 @@ def winograd_conv2d_backward(dout, v, weight, x_shape, pads, has_bias, need_dx=T
     if not need_dx:
         return None, dweight, dbias
 
-    th, tw = _tiles(H), _tiles(W)
+    dx_th, dx_tw = _tiles(H), _tiles(W)            # dx's own tile grid: its output is the H x W input
     # A reused buffer, one per (dout size, pads): those fix the region written, so its border stays 0.
-    dpad = _workspace.scratch(f"winograd:dout{(Ho, Wo)}{pads}", (K, 2 * th + 2, 2 * tw + 2, N), dout)
+    dpad = _workspace.scratch(f"winograd:dout{(Ho, Wo)}{pads}", (K, 2 * dx_th + 2, 2 * dx_tw + 2, N), dout)
     _place(dpad, dout_chwn, 2 - top, 2 - left)
     flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)                      # (C, K, 3, 3)
-    dx_chwn = winograd_correlate(dpad, winograd_filter_transform(flipped), th, tw)  # (C, 2th, 2tw, N)
+    dx_chwn = winograd_correlate(dpad, winograd_filter_transform(flipped), dx_th, dx_tw)   # (C, 2dx_th, 2dx_tw, N)
     dx = xp.empty(x_shape, dtype=dout.dtype)
     dx[...] = dx_chwn[:, :H, :W].transpose(3, 0, 1, 2)
     return dx, dweight, dbias
