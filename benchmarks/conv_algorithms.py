@@ -3,7 +3,7 @@
     OPENBLAS_NUM_THREADS=1 python benchmarks/conv_algorithms.py              # batch 256, 7 runs each
     OPENBLAS_NUM_THREADS=1 python benchmarks/conv_algorithms.py --batch 2 --repeats 1   # a smoke test
 
-Shapes: the convolutions of the registered models cnn-gru-fast and cnn-gru-90 (after the stride-2
+Shapes: the convolutions of the registered models cnn-gru-fast and cnn-gru-hour (after the stride-2
 patch whitening, 24 channels at 16x16) and the CONV_SHAPES of bench_vs_torch.py, all 3x3 with
 padding 1, float32, at ``--batch`` images (bench_vs_torch's shapes keep their own batch of 64).
 
@@ -41,8 +41,8 @@ from minigru.functional.winograd import conv_algorithm  # noqa: E402
 MODEL_SHAPES = [
     ("fast 24->64 @16", None, 24, 64, 16), ("fast 64->128 @8", None, 64, 128, 8),
     ("fast 128->128 @4", None, 128, 128, 4),
-    ("90 24->128 @16", None, 24, 128, 16), ("90 128->128 @8", None, 128, 128, 8),
-    ("90 128->256 @8", None, 128, 256, 8), ("90 256->256 @4", None, 256, 256, 4),
+    ("hour 24->128 @16", None, 24, 128, 16), ("hour 128->128 @8", None, 128, 128, 8),
+    ("hour 128->256 @8", None, 128, 256, 8), ("hour 256->256 @4", None, 256, 256, 4),
 ]
 BENCH_SHAPES = [(f"bench {p['C']}->{p['K']} @{p['S']}", p["N"], p["C"], p["K"], p["S"]) for p in CONV_SHAPES]
 ALGORITHMS = ("im2col", "winograd")
