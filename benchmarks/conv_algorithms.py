@@ -16,7 +16,8 @@ For every shape and algorithm it times, as the median of ``--repeats`` runs afte
 * step: forward + the whole backward, the layer's share of a training step.
 
 The "ratio" rows are Winograd's times as a fraction of im2col's (below 1: Winograd is faster), and
-what ``algorithm="auto"`` chooses for the shape (functional/winograd.py, WINOGRAD_MIN_CHANNELS).
+what ``algorithm="auto"`` chooses for the shape (functional/winograd.py, WINOGRAD_MIN_CHANNELS and
+WINOGRAD_MIN_BATCH).
 Timings are only worth quoting from a quiet machine; name its CPU (``lscpu``) with them.
 """
 from __future__ import annotations
@@ -92,7 +93,7 @@ def main(argv=None) -> None:
         for a in ALGORITHMS:
             print(f"{name:<20}{n:>5} {a:<9}" + "".join(f"{results[a][c]:>12.2f}" for c in columns))
         ratio = "".join(f"{results['winograd'][c] / max(results['im2col'][c], 1e-9):>12.2f}" for c in columns)
-        print(f"{'':<20}{'':>5} {'ratio':<9}" + ratio + f"{conv_algorithm('auto', 3, 1, c_in, c_out):>10}")
+        print(f"{'':<20}{'':>5} {'ratio':<9}" + ratio + f"{conv_algorithm('auto', 3, 1, c_in, c_out, n):>10}")
 
 
 if __name__ == "__main__":

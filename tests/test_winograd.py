@@ -192,17 +192,23 @@ def test_unknown_algorithm_is_refused():
         nn.Conv2d(1, 1, 3, algorithm="Winograd")
 
 
-@pytest.mark.parametrize("in_channels, out_channels, kernel, stride, expected", [
-    (winograd.WINOGRAD_MIN_CHANNELS, winograd.WINOGRAD_MIN_CHANNELS, 3, 1, "winograd"),
-    (winograd.WINOGRAD_MIN_CHANNELS - 1, 2 * winograd.WINOGRAD_MIN_CHANNELS, 3, 1, "im2col"),
-    (2 * winograd.WINOGRAD_MIN_CHANNELS, winograd.WINOGRAD_MIN_CHANNELS - 1, 3, 1, "im2col"),
-    (winograd.WINOGRAD_MIN_CHANNELS, winograd.WINOGRAD_MIN_CHANNELS, 3, 2, "im2col"),
-    (winograd.WINOGRAD_MIN_CHANNELS, winograd.WINOGRAD_MIN_CHANNELS, 5, 1, "im2col"),
+MIN_C, MIN_N = winograd.WINOGRAD_MIN_CHANNELS, winograd.WINOGRAD_MIN_BATCH
+
+
+@pytest.mark.parametrize("in_channels, out_channels, kernel, stride, batch, expected", [
+    (MIN_C, MIN_C, 3, 1, MIN_N, "winograd"),
+    (MIN_C - 1, 2 * MIN_C, 3, 1, MIN_N, "im2col"),
+    (2 * MIN_C, MIN_C - 1, 3, 1, MIN_N, "im2col"),
+    (MIN_C, MIN_C, 3, 1, MIN_N - 1, "im2col"),
+    (MIN_C, MIN_C, 3, 2, MIN_N, "im2col"),
+    (MIN_C, MIN_C, 5, 1, MIN_N, "im2col"),
 ])
-def test_auto_picks_winograd_only_for_wide_3x3_stride1_layers(in_channels, out_channels, kernel, stride, expected):
+def test_auto_picks_winograd_only_for_wide_3x3_stride1_layers(in_channels, out_channels, kernel, stride, batch,
+                                                               expected):
     # As Conv2d's docstring says: Winograd for 3x3 stride-1 layers with at least WINOGRAD_MIN_CHANNELS
-    # input and output channels, im2col otherwise; and the explicit choices are kept.
-    x = np.random.default_rng(0).standard_normal((1, in_channels, 4, 4)).astype(np.float32)
+    # input and output channels and batches of at least WINOGRAD_MIN_BATCH images, im2col otherwise;
+    # and the explicit choices are kept.
+    x = np.random.default_rng(0).standard_normal((batch, in_channels, 2, 2)).astype(np.float32)
     for algorithm, runs in (("auto", expected), ("im2col", "im2col")):
         layer = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2,
                           algorithm=algorithm, rng=0)

@@ -368,7 +368,7 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, *, algorithm="auto"):
     K, C, kh, kw = weight.shape
     N = x.shape[0]
     g = conv_geometry(x.shape, (kh, kw), stride, padding)
-    if conv_algorithm(algorithm, (kh, kw), (g.sh, g.sw), C, K) == "winograd":
+    if conv_algorithm(algorithm, (kh, kw), (g.sh, g.sw), C, K, N) == "winograd":
         out, tiles = winograd_conv2d_forward(x, weight, bias, g.pads)
         return out, Conv2dCache(None, weight, bias is not None, tuple(x.shape), stride, padding,
                                 "winograd", tiles)

@@ -38,7 +38,7 @@ from ..backend import get_array_module
 from . import _workspace
 
 # (the matrices BT, G, AT are read as minigru.functional.winograd.BT etc., not re-exported)
-__all__ = ["WINOGRAD_MIN_CHANNELS", "conv_algorithm", "winograd_filter_transform", "winograd_correlate",
+__all__ = ["WINOGRAD_MIN_CHANNELS", "WINOGRAD_MIN_BATCH", "conv_algorithm", "winograd_filter_transform", "winograd_correlate",
            "winograd_conv2d_forward", "winograd_conv2d_backward"]
 
 ALGORITHMS = ("auto", "im2col", "winograd")
@@ -50,6 +50,11 @@ counts are at least this. Per output pixel the GEMMs save 9·C·K - 4·C·K mult
 transforms add about 6·C + 6·K memory-bound additions and copies (docs/derivations.md §W, "What it
 costs"), so the gain grows with the channel counts; the measurements behind the value are in
 docs/performance.md, item 8 (``benchmarks/conv_algorithms.py``)."""
+
+WINOGRAD_MIN_BATCH = 32
+"""``algorithm="auto"`` runs Winograd only for batches of at least this many images: the transforms
+slice arrays whose contiguous inner run is the batch (module docstring, "Layout"), so a small batch
+pays NumPy's fixed cost per short run (docs/performance.md, item 8)."""
 
 # Lavin & Gray (2016), "Fast algorithms for convolutional neural networks", F(2, 3): interpolation
 # at the points 0, 1, -1 and infinity (eqs. W1-W4). One 1-D output pair is y = AT [(G g) * (BT d)].
@@ -65,11 +70,12 @@ AT = np.array([[1, 1, 1, 0],
                [0, 1, -1, -1]], dtype=np.float64)   # (2, 4) output transform
 
 
-def conv_algorithm(algorithm, kernel_size, stride, in_channels, out_channels) -> str:
+def conv_algorithm(algorithm, kernel_size, stride, in_channels, out_channels, batch) -> str:
     """The algorithm a convolution runs, ``"im2col"`` or ``"winograd"``, for ``algorithm`` in :data:`ALGORITHMS`.
 
-    ``"auto"``: Winograd for 3x3 kernels with stride 1 and at least :data:`WINOGRAD_MIN_CHANNELS` input and
-    output channels, im2col otherwise. ``"winograd"`` for another kernel or stride raises a ValueError.
+    ``"auto"``: Winograd for 3x3 kernels with stride 1, at least :data:`WINOGRAD_MIN_CHANNELS` input and
+    output channels and a batch of at least :data:`WINOGRAD_MIN_BATCH` images, im2col otherwise.
+    ``"winograd"`` for another kernel or stride raises a ValueError.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
@@ -78,7 +84,7 @@ def conv_algorithm(algorithm, kernel_size, stride, in_channels, out_channels) ->
         raise ValueError(f"algorithm='winograd' needs a 3x3 kernel with stride 1, got kernel_size="
                          f"{kernel_size!r}, stride={stride!r}; use 'im2col' or 'auto'")
     if algorithm == "auto":
-        big = min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
+        big = min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS and batch >= WINOGRAD_MIN_BATCH
         return "winograd" if valid and big else "im2col"
     return algorithm
 

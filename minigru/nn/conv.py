@@ -31,8 +31,9 @@ class Conv2d(Module):
     ``algorithm`` (not in torch, whose backends choose for themselves): ``"im2col"``, ``"winograd"``
     (Winograd F(2x2, 3x3), docs/derivations.md §W; 3x3 kernels with stride 1 only, else a ValueError)
     or ``"auto"``, the default: Winograd for 3x3 stride-1 layers with at least
-    :data:`~minigru.functional.winograd.WINOGRAD_MIN_CHANNELS` input and output channels, where it
-    measured faster, im2col otherwise. Both compute the same function (to rounding).
+    :data:`~minigru.functional.winograd.WINOGRAD_MIN_CHANNELS` input and output channels, on batches of
+    at least :data:`~minigru.functional.winograd.WINOGRAD_MIN_BATCH` images, where it measured faster,
+    im2col otherwise. Both compute the same function (to rounding).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True,
@@ -49,7 +50,8 @@ class Conv2d(Module):
         self.input_grad = bool(input_grad)
         # checks kernel, stride and padding now rather than at the first forward
         conv_geometry((1, in_channels, *self.kernel_size), self.kernel_size, self.stride, self.padding)
-        conv_algorithm(algorithm, self.kernel_size, self.stride, in_channels, out_channels)   # checks it
+        # checks the choice now (the batch size of the later inputs does not matter for that)
+        conv_algorithm(algorithm, self.kernel_size, self.stride, in_channels, out_channels, batch=1)
         self.algorithm = algorithm
         kh, kw = self.kernel_size
         rng = backend.make_rng(rng)  # one Generator for both draws
