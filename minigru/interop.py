@@ -18,8 +18,9 @@ and Sequential / ModuleList of those. Options that only torch has (dilation,
 groups, ceil_mode, proj_size, ...) raise a ValueError on import unless they
 have their default value.
 
-Two minigru-only speed options have no torch argument: ``Conv2d(input_grad=False)`` exports as a
-plain Conv2d (torch's autograd decides that by itself), and a fused ``MaxPool2d(relu=True)`` (see
+Three minigru-only speed options have no torch argument: ``Conv2d(input_grad=False)`` exports as a
+plain Conv2d (torch's autograd decides that by itself), so does ``Conv2d(algorithm=...)`` (torch's
+backends choose their algorithm themselves; an imported Conv2d gets ``"auto"``), and a fused ``MaxPool2d(relu=True)`` (see
 ``nn.fuse_relu_maxpool``) exports as ``Sequential(MaxPool2d, ReLU)``, the same function.
 
 **Whole models** (SeedCNN, CNNGRU, ReNet, ConvGRU, ...) have no torch class;

@@ -35,6 +35,7 @@ from .dropout import *  # noqa: F401,F403
 from .batchnorm import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
+from .winograd import *  # noqa: F401,F403
 from .conv_naive import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
 from ._recurrent import *  # noqa: F401,F403

@@ -47,6 +47,7 @@ from .._checks import check_grad_shape
 from .._checks import pair as _pair
 from ..backend import get_array_module
 from . import _workspace
+from .winograd import conv_algorithm, winograd_conv2d_backward, winograd_conv2d_forward
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "Conv2dCache"]
 
@@ -315,14 +316,17 @@ def _col2im_same_size(cols, g: ConvGeometry, merge_batch, may_overwrite):
 
 # ------------------------------------------------------------ convolution
 class Conv2dCache(NamedTuple):
-    """What :func:`conv2d_backward` needs: the im2col columns of the input, the weight, whether
-    there is a bias, x's shape, and the stride and padding as given to :func:`conv2d_forward`."""
-    cols: object        # (C*kh*kw, N*Ho*Wo), the merged layout
+    """What :func:`conv2d_backward` needs: the im2col columns of the input (im2col) or its transformed
+    tiles (Winograd), the weight, whether there is a bias, x's shape, the stride and padding as given to
+    :func:`conv2d_forward`, and the algorithm that ran."""
+    cols: object        # im2col: (C*kh*kw, N*Ho*Wo), the merged layout; None after Winograd
     weight: object      # (K, C, kh, kw)
     has_bias: bool
     x_shape: tuple      # (N, C, H, W)
     stride: object
     padding: object
+    algorithm: str = "im2col"   # "im2col" or "winograd", never "auto"
+    tiles: object = None        # Winograd: the transformed input tiles (16, C, tiles*N), eq. W5
 
 
 def _check_conv_inputs(x, weight, bias):
@@ -344,23 +348,30 @@ def _check_conv_inputs(x, weight, bias):
     return xp
 
 
-def conv2d_forward(x, weight, bias, stride=1, padding=0):
-    """Convolution (cross-correlation, eq. C1) by im2col + one GEMM (eqs. C4, C5).
+def conv2d_forward(x, weight, bias, stride=1, padding=0, *, algorithm="auto"):
+    """Convolution (cross-correlation, eq. C1) by im2col + one GEMM (eqs. C4, C5), or by Winograd.
 
     Inputs:
     - x: (N, C, H, W)
     - weight: (K, C, kh, kw)
     - bias: (K,) or None
     - stride: int or (sh, sw); padding: int, (ph, pw), "same" or "valid" (torch's meaning)
+    - algorithm: "im2col", "winograd" (3x3, stride 1: :mod:`minigru.functional.winograd`, eqs. W5-W8) or
+      "auto": Winograd where it is valid and measured faster (:func:`~minigru.functional.winograd.conv_algorithm`)
 
     Returns (out, cache):
     - out: (N, K, Ho, Wo), Ho = (H + 2*ph - kh) // sh + 1, Wo likewise
-    - cache: a :class:`Conv2dCache` (cols (C*kh*kw, N*Ho*Wo), weight, has_bias, x_shape, stride, padding)
+    - cache: a :class:`Conv2dCache` (cols (C*kh*kw, N*Ho*Wo), weight, has_bias, x_shape, stride, padding,
+      algorithm, tiles)
     """
     xp = _check_conv_inputs(x, weight, bias)
     K, C, kh, kw = weight.shape
     N = x.shape[0]
     g = conv_geometry(x.shape, (kh, kw), stride, padding)
+    if conv_algorithm(algorithm, (kh, kw), (g.sh, g.sw), C, K, N) == "winograd":
+        out, tiles = winograd_conv2d_forward(x, weight, bias, g.pads)
+        return out, Conv2dCache(None, weight, bias is not None, tuple(x.shape), stride, padding,
+                                "winograd", tiles)
     cols = im2col(x, kh, kw, stride, padding, merge_batch=True)    # (C*kh*kw, N*Ho*Wo)
     w_mat = weight.reshape(K, C * kh * kw)
     out_mat = xp.empty((K, N * g.Ho * g.Wo), dtype=x.dtype)   # fresh: see "Memory" in the module docstring
@@ -390,17 +401,22 @@ def conv2d_backward(dout, cache, need_dx=True):
     - dx: (N, C, H, W)       = col2im(W_mat^T @ dout_mat)        (eqs. C8, C9)
     - dweight: (K, C, kh, kw) = dout_mat @ cols^T                 (eq. C6)
     - dbias: (K,) or None     = sum of dout over n, a, b          (eq. C7)
-    where dout_mat: (K, N*Ho*Wo) is dout with the batch axis moved after K.
+    where dout_mat: (K, N*Ho*Wo) is dout with the batch axis moved after K. After a Winograd forward pass
+    (``cache.algorithm == "winograd"``) dx and dweight are Winograd's too (eqs. W8, W9), from the saved
+    transformed input tiles (:func:`~minigru.functional.winograd.winograd_conv2d_backward`).
     """
     cols, weight, has_bias, x_shape = cache.cols, cache.weight, cache.has_bias, cache.x_shape
     stride, padding = cache.stride, cache.padding
-    xp = get_array_module(dout, cols)
+    saved = cols if cache.algorithm == "im2col" else cache.tiles
+    xp = get_array_module(dout, saved)
     K, C, kh, kw = weight.shape
     N = x_shape[0]
     g = conv_geometry(x_shape, (kh, kw), stride, padding)
     check_grad_shape("conv2d_backward", "dout", dout, (N, K, g.Ho, g.Wo))
-    if dout.dtype != cols.dtype:
-        raise TypeError(f"conv2d_backward: dout is {dout.dtype} but the forward pass ran in {cols.dtype}")
+    if dout.dtype != saved.dtype:
+        raise TypeError(f"conv2d_backward: dout is {dout.dtype} but the forward pass ran in {saved.dtype}")
+    if cache.algorithm == "winograd":
+        return winograd_conv2d_backward(dout, saved, weight, x_shape, g.pads, has_bias, need_dx)
     w_mat = weight.reshape(K, C * kh * kw)
     dout_mat = xp.empty((K, N, g.Ho, g.Wo), dtype=cols.dtype)
     dout_mat[...] = dout.transpose(1, 0, 2, 3)

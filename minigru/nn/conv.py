@@ -5,6 +5,7 @@ from .. import backend
 from .. import functional as F
 from .._checks import check_image_input, pair
 from ..functional.conv import conv_geometry
+from ..functional.winograd import conv_algorithm
 from . import init
 from .module import Module
 
@@ -26,10 +27,17 @@ class Conv2d(Module):
     None: use it for the first layer of a network, whose input is the data.
     That saves a GEMM and a col2im, about a third of the layer's backward pass.
     It can also be switched later: ``conv.input_grad = False``.
+
+    ``algorithm`` (not in torch, whose backends choose for themselves): ``"im2col"``, ``"winograd"``
+    (Winograd F(2x2, 3x3), docs/derivations.md §W; 3x3 kernels with stride 1 only, else a ValueError)
+    or ``"auto"``, the default: Winograd for 3x3 stride-1 layers with at least
+    :data:`~minigru.functional.winograd.WINOGRAD_MIN_CHANNELS` input and output channels, on batches of
+    at least :data:`~minigru.functional.winograd.WINOGRAD_MIN_BATCH` images, where it measured faster,
+    im2col otherwise. Both compute the same function (to rounding).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True,
-                 *, input_grad: bool = True, rng=None, dtype=None):
+                 *, input_grad: bool = True, algorithm: str = "auto", rng=None, dtype=None):
         super().__init__()
         if in_channels < 1 or out_channels < 1:
             raise ValueError(f"Conv2d needs positive channel counts, got in_channels={in_channels}, "
@@ -42,6 +50,9 @@ class Conv2d(Module):
         self.input_grad = bool(input_grad)
         # checks kernel, stride and padding now rather than at the first forward
         conv_geometry((1, in_channels, *self.kernel_size), self.kernel_size, self.stride, self.padding)
+        # checks the choice now (the batch size of the later inputs does not matter for that)
+        conv_algorithm(algorithm, self.kernel_size, self.stride, in_channels, out_channels, batch=1)
+        self.algorithm = algorithm
         kh, kw = self.kernel_size
         rng = backend.make_rng(rng)  # one Generator for both draws
         bound = init.fan_in_bound(in_channels * kh * kw)
@@ -55,7 +66,7 @@ class Conv2d(Module):
         except ValueError as err:
             raise ValueError(f"{self!r}: {err}") from None
         out, cache = F.conv2d_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
-                                      self.stride, self.padding)
+                                      self.stride, self.padding, algorithm=self.algorithm)
         self._save_cache(cache)
         return out
 
@@ -70,4 +81,5 @@ class Conv2d(Module):
         padding = repr(self.padding) if isinstance(self.padding, str) else self.padding
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={padding}" + ("" if self.bias is not None else ", bias=False")
-                + ("" if self.input_grad else ", input_grad=False"))
+                + ("" if self.input_grad else ", input_grad=False")
+                + ("" if self.algorithm == "auto" else f", algorithm={self.algorithm!r}"))

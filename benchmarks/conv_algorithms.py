@@ -1,0 +1,100 @@
+"""im2col against Winograd F(2x2, 3x3) on the 3x3 stride-1 convolutions that minigru trains.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/conv_algorithms.py              # batch 256, 7 runs each
+    OPENBLAS_NUM_THREADS=1 python benchmarks/conv_algorithms.py --batch 2 --repeats 1   # a smoke test
+
+Shapes: the convolutions of the registered models cnn-gru-fast and cnn-gru-hour (after the stride-2
+patch whitening, 24 channels at 16x16) and the CONV_SHAPES of bench_vs_torch.py, all 3x3 with
+padding 1, float32, at ``--batch`` images (bench_vs_torch's shapes keep their own batch of 64).
+
+For every shape and algorithm it times, as the median of ``--repeats`` runs after one warm-up:
+
+* forward: ``conv2d_forward(..., algorithm=...)``;
+* weight grad: ``conv2d_backward(..., need_dx=False)`` (what the first layer of a model runs,
+  whose input needs no gradient);
+* input grad: ``conv2d_backward(..., need_dx=True)`` minus the weight-grad time;
+* step: forward + the whole backward, the layer's share of a training step.
+
+The "ratio" rows are Winograd's times as a fraction of im2col's (below 1: Winograd is faster), and
+what ``algorithm="auto"`` chooses for the shape (functional/winograd.py, WINOGRAD_MIN_CHANNELS and
+WINOGRAD_MIN_BATCH).
+Timings are only worth quoting from a quiet machine; name its CPU (``lscpu``) with them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+import minigru.functional as F  # noqa: E402
+import minigru.perf  # noqa: E402
+from bench_vs_torch import CONV_SHAPES  # noqa: E402
+from minigru.functional.winograd import conv_algorithm  # noqa: E402
+
+# (name, batch or None for --batch, C_in, C_out, image size)
+MODEL_SHAPES = [
+    ("fast 24->64 @16", None, 24, 64, 16), ("fast 64->128 @8", None, 64, 128, 8),
+    ("fast 128->128 @4", None, 128, 128, 4),
+    ("hour 24->128 @16", None, 24, 128, 16), ("hour 128->128 @8", None, 128, 128, 8),
+    ("hour 128->256 @8", None, 128, 256, 8), ("hour 256->256 @4", None, 256, 256, 4),
+]
+BENCH_SHAPES = [(f"bench {p['C']}->{p['K']} @{p['S']}", p["N"], p["C"], p["K"], p["S"]) for p in CONV_SHAPES]
+ALGORITHMS = ("im2col", "winograd")
+
+
+def median_ms(run, repeats):
+    run()                                   # warm-up: allocations, work buffers, BLAS threads
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def time_algorithm(x, w, dout, algorithm, repeats) -> dict:
+    """Median milliseconds of one 3x3 padding-1 layer's forward, weight gradient, input gradient, step."""
+    def forward():
+        return F.conv2d_forward(x, w, None, 1, 1, algorithm=algorithm)
+
+    cache = forward()[1]
+    fwd = median_ms(forward, repeats)
+    wgrad = median_ms(lambda: F.conv2d_backward(dout, cache, need_dx=False), repeats)
+    bwd = median_ms(lambda: F.conv2d_backward(dout, cache, need_dx=True), repeats)
+    return {"forward": fwd, "weight grad": wgrad, "input grad": bwd - wgrad, "step": fwd + bwd}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=256, help="images per batch for the model shapes")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per measurement (median)")
+    args = parser.parse_args(argv)
+    minigru.perf.tune_host_memory()
+    rng = np.random.default_rng(0)
+    columns = ("forward", "weight grad", "input grad", "step")
+    print(f"3x3 convolutions, stride 1, padding 1, float32; median of {args.repeats} runs, ms "
+          f"(OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})")
+    header = f"{'shape':<20}{'N':>5} {'algorithm':<9}" + "".join(f"{c:>12}" for c in columns)
+    print(header + f"{'auto':>10}")
+    print("-" * (len(header) + 10))
+    for name, batch, c_in, c_out, size in MODEL_SHAPES + BENCH_SHAPES:
+        n = args.batch if batch is None else min(batch, args.batch)
+        x = rng.standard_normal((n, c_in, size, size)).astype(np.float32)
+        w = (rng.standard_normal((c_out, c_in, 3, 3)) / np.sqrt(9 * c_in)).astype(np.float32)
+        dout = rng.standard_normal((n, c_out, size, size)).astype(np.float32)
+        results = {a: time_algorithm(x, w, dout, a, args.repeats) for a in ALGORITHMS}
+        for a in ALGORITHMS:
+            print(f"{name:<20}{n:>5} {a:<9}" + "".join(f"{results[a][c]:>12.2f}" for c in columns))
+        ratio = "".join(f"{results['winograd'][c] / max(results['im2col'][c], 1e-9):>12.2f}" for c in columns)
+        print(f"{'':<20}{'':>5} {'ratio':<9}" + ratio + f"{conv_algorithm('auto', 3, 1, c_in, c_out, n):>10}")
+
+
+if __name__ == "__main__":
+    main()
