@@ -41,8 +41,8 @@ _BASE_RECIPE = dict(epochs=20, batch_size=128, optimizer="sgd", lr=0.05, momentu
 # The airbench-style models (docs/models.md, "Ingredients"): every ingredient at once. A frozen 2x2 patch
 # whitening with stride 2 (lossless, and no trained convolution at full size), batch norm everywhere and a high
 # learning rate, Nesterov SGD, a short linear warm-up then a linear decay, label smoothing 0.2, all 50,000
-# training images (no validation split: the budget is wall time), test-time augmentation (mirror averaging; cnn-gru-fast adds the one-pixel translations, ~20 s of its budget). The first
-# convolution skips its input gradient (input_grad=False), which training never needs. The epochs are sized
+# training images (no validation split: the budget is wall time), test-time augmentation (mirror averaging;
+# cnn-gru-fast adds airbench's one-pixel translations, about 20 s of its budget). The first convolution skips its input gradient (input_grad=False), which training never needs. The epochs are sized
 # from measured step times (docs/models.md, "Sizing the recipes").
 _FAST_MODEL = dict(whiten_stride=2, widths=(64, 128), convs_per_block=(1, 2), hidden_size=128, bidirectional=True,
                    input_grad=False)
