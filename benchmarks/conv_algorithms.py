@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -37,6 +36,7 @@ import minigru.functional as F  # noqa: E402
 import minigru.perf  # noqa: E402
 from bench_vs_torch import CONV_SHAPES  # noqa: E402
 from minigru.functional.winograd import conv_algorithm  # noqa: E402
+from profile_breakdown import median_ms  # noqa: E402  (one timing rule for the benchmark scripts)
 
 # (name, batch or None for --batch, C_in, C_out, image size)
 MODEL_SHAPES = [
@@ -47,16 +47,6 @@ MODEL_SHAPES = [
 ]
 BENCH_SHAPES = [(f"bench {p['C']}->{p['K']} @{p['S']}", p["N"], p["C"], p["K"], p["S"]) for p in CONV_SHAPES]
 ALGORITHMS = ("im2col", "winograd")
-
-
-def median_ms(run, repeats):
-    run()                                   # warm-up: allocations, work buffers, BLAS threads
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def time_algorithm(x, w, dout, algorithm, repeats) -> dict:
