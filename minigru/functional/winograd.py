@@ -133,8 +133,13 @@ def winograd_filter_transform(weight):
     """
     xp = get_array_module(weight)
     K, C = weight.shape[:2]
-    kron = xp.asarray(np.kron(G, G), dtype=weight.dtype)             # (16, 9)
-    return xp.matmul(kron, weight.reshape(K * C, 9).T).reshape(16, K, C)
+    return xp.matmul(_kron_g(xp, weight.dtype), weight.reshape(K * C, 9).T).reshape(16, K, C)
+
+
+def _kron_g(xp, dtype):
+    """G ⊗ G (16, 9) in ``dtype``: the filter transform of every flattened 3x3 filter at once (read from
+    the module's G at each call, so that a test can change G)."""
+    return xp.asarray(np.kron(G, G), dtype=dtype)
 
 
 BLOCK_BYTES = 1 << 20
@@ -199,12 +204,17 @@ def winograd_correlate(xpad, u, th, tw):
     xpad: (C, 2th+2, 2tw+2, N), u: (16, K, C) from :func:`winograd_filter_transform`.
     Returns y: (K, 2th, 2tw, N), y[k, a, b, n] = sum_{c,i,j} g[k, c, i, j] xpad[c, a+i, b+j, n].
     """
+    return _correlate(xpad, u, th, tw)[0]
+
+
+def _correlate(xpad, u, th, tw):
+    """:func:`winograd_correlate`, also returning the transformed input tiles v (16, C, th*tw*N)."""
     xp = get_array_module(xpad, u)
     K, N = u.shape[1], xpad.shape[3]
-    v = _input_transform(xpad, th, tw)                           # (16, C, P)
+    v = _input_transform(xpad, th, tw)                           # (16, C, P), fresh: the forward pass keeps it
     m = xp.empty((16, K, v.shape[2]), dtype=xpad.dtype)
-    xp.matmul(u, v, out=m)                                       # the 16 GEMMs, one call
-    return _output_transform(m, K, th, tw, N)
+    xp.matmul(u, v, out=m)                                       # the 16 GEMMs (eq. W6), one call
+    return _output_transform(m, K, th, tw, N), v
 
 
 def _tiles(n_out: int) -> int:
@@ -240,10 +250,8 @@ def winograd_conv2d_forward(x, weight, bias, pads):
     # those fix the region written, so its border stays 0.
     xpad = _workspace.scratch(f"winograd:x{(H, W)}{pads}", (C, 2 * th + 2, 2 * tw + 2, N), x)
     _place(xpad, x.transpose(1, 2, 3, 0), top, left)
-    v = _input_transform(xpad, th, tw)                           # (16, C, P), fresh: kept for backward
-    m = xp.empty((16, K, v.shape[2]), dtype=x.dtype)
-    xp.matmul(winograd_filter_transform(weight), v, out=m)      # the 16 GEMMs (eq. W6), one call
-    y = _output_transform(m, K, th, tw, N)[:, :Ho, :Wo].transpose(3, 0, 1, 2)
+    y, v = _correlate(xpad, winograd_filter_transform(weight), th, tw)
+    y = y[:, :Ho, :Wo].transpose(3, 0, 1, 2)
     out = xp.empty((N, K, Ho, Wo), dtype=x.dtype)
     if bias is not None:
         xp.add(y, bias.reshape(1, K, 1, 1), out=out)
@@ -300,8 +308,7 @@ def winograd_conv2d_backward(dout, v, weight, x_shape, pads, has_bias, need_dx=T
     z = _output_gradient_transform(dy, th, tw)                   # (16, K, P)
     du = xp.matmul(z, v.transpose(0, 2, 1))                      # (16, K, C): the 16 GEMMs of eq. W9
     # G^T dU G for every filter: the transpose of winograd_filter_transform's product with G ⊗ G
-    kron = xp.asarray(np.kron(G, G), dtype=weight.dtype)         # (16, 9)
-    dweight = xp.matmul(du.reshape(16, K * C).T, kron).reshape(weight.shape)
+    dweight = xp.matmul(du.reshape(16, K * C).T, _kron_g(xp, weight.dtype)).reshape(weight.shape)
     if not need_dx:
         return None, dweight, dbias
 
