@@ -2,9 +2,11 @@
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/conv_algorithms.py              # batch 256, 7 runs each
     OPENBLAS_NUM_THREADS=1 python benchmarks/conv_algorithms.py --batch 2 --repeats 1   # a smoke test
+    OPENBLAS_NUM_THREADS=1 python benchmarks/conv_algorithms.py --match "hour 2"       # some shapes only
 
-Shapes: the convolutions of the registered models cnn-gru-fast and cnn-gru-hour (after the stride-2
-patch whitening, 24 channels at 16x16) and the CONV_SHAPES of bench_vs_torch.py, all 3x3 with
+Shapes: the convolutions of the registered models cnn-gru-fast (after the stride-2 patch whitening,
+24 channels at 16x16), cnn-gru-hour (after the stride-1 whitening, 24 channels at 31x31; its "old"
+rows are the stride-2 layout it had before) and the CONV_SHAPES of bench_vs_torch.py, all 3x3 with
 padding 1, float32, at ``--batch`` images (bench_vs_torch's shapes keep their own batch of 64).
 
 For every shape and algorithm it times, as the median of ``--repeats`` runs after one warm-up:
@@ -42,8 +44,11 @@ from profile_breakdown import median_ms  # noqa: E402  (one timing rule for the 
 MODEL_SHAPES = [
     ("fast 24->64 @16", None, 24, 64, 16), ("fast 64->128 @8", None, 64, 128, 8),
     ("fast 128->128 @4", None, 128, 128, 4),
-    ("hour 24->128 @16", None, 24, 128, 16), ("hour 128->128 @8", None, 128, 128, 8),
-    ("hour 128->256 @8", None, 128, 256, 8), ("hour 256->256 @4", None, 256, 256, 4),
+    ("hour 24->64 @31", None, 24, 64, 31), ("hour 64->64 @15", None, 64, 64, 15),
+    ("hour 64->256 @15", None, 64, 256, 15), ("hour 256->256 @7", None, 256, 256, 7),
+    ("hour 256->256 @3", None, 256, 256, 3),
+    ("old hour 24->128 @16", None, 24, 128, 16), ("old hour 128->128 @8", None, 128, 128, 8),
+    ("old hour 128->256 @8", None, 128, 256, 8), ("old hour 256->256 @4", None, 256, 256, 4),
 ]
 BENCH_SHAPES = [(f"bench {p['C']}->{p['K']} @{p['S']}", p["N"], p["C"], p["K"], p["S"]) for p in CONV_SHAPES]
 ALGORITHMS = ("im2col", "winograd")
@@ -65,25 +70,29 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=256, help="images per batch for the model shapes")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per measurement (median)")
+    parser.add_argument("--match", default="", help="only the shapes whose name contains this text, e.g. 'hour'")
     args = parser.parse_args(argv)
     minigru.perf.tune_host_memory()
     rng = np.random.default_rng(0)
     columns = ("forward", "weight grad", "input grad", "step")
     print(f"3x3 convolutions, stride 1, padding 1, float32; median of {args.repeats} runs, ms "
           f"(OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})")
-    header = f"{'shape':<20}{'N':>5} {'algorithm':<9}" + "".join(f"{c:>12}" for c in columns)
+    header = f"{'shape':<22}{'N':>5} {'algorithm':<9}" + "".join(f"{c:>12}" for c in columns)
     print(header + f"{'auto':>10}")
     print("-" * (len(header) + 10))
-    for name, batch, c_in, c_out, size in MODEL_SHAPES + BENCH_SHAPES:
+    shapes = [shape for shape in MODEL_SHAPES + BENCH_SHAPES if args.match in shape[0]]
+    if not shapes:
+        parser.error(f"no shape name contains {args.match!r}")
+    for name, batch, c_in, c_out, size in shapes:
         n = args.batch if batch is None else min(batch, args.batch)
         x = rng.standard_normal((n, c_in, size, size)).astype(np.float32)
         w = (rng.standard_normal((c_out, c_in, 3, 3)) / np.sqrt(9 * c_in)).astype(np.float32)
         dout = rng.standard_normal((n, c_out, size, size)).astype(np.float32)
         results = {a: time_algorithm(x, w, dout, a, args.repeats) for a in ALGORITHMS}
         for a in ALGORITHMS:
-            print(f"{name:<20}{n:>5} {a:<9}" + "".join(f"{results[a][c]:>12.2f}" for c in columns))
+            print(f"{name:<22}{n:>5} {a:<9}" + "".join(f"{results[a][c]:>12.2f}" for c in columns))
         ratio = "".join(f"{results['winograd'][c] / max(results['im2col'][c], 1e-9):>12.2f}" for c in columns)
-        print(f"{'':<20}{'':>5} {'ratio':<9}" + ratio + f"{conv_algorithm('auto', 3, 1, c_in, c_out, n):>10}")
+        print(f"{'':<22}{'':>5} {'ratio':<9}" + ratio + f"{conv_algorithm('auto', 3, 1, c_in, c_out, n):>10}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ memory tuning that ``minigru train`` applies (:func:`minigru.perf.tune_host_memo
 prints the median seconds per step and the forward multiply-adds per image
 (counted by :func:`macs`), and, from the median, the epochs of ``--train``
 images that fit in ``--budget`` minutes (training steps only; evaluation
-passes come on top).
+passes come on top). ``--layers`` then times each layer's forward and backward.
 
 Step times on a shared machine are slower and noisier than on a quiet one:
 say which it was, and time a reference model (cnn-gru-bn, whose full run is
@@ -36,7 +36,8 @@ CANDIDATES = {
     "airbench-32-64-128": ("cnn-gru-fast", {"whiten_stride": 1, "widths": (32, 64, 128), "convs_per_block": 1}),
     "airbench-64-128-256-c122": ("cnn-gru-hour", {"whiten_stride": 1, "widths": (64, 128, 256),
                                                 "convs_per_block": (1, 2, 2)}),
-    "airbench-64-256-256": ("cnn-gru-hour", {"whiten_stride": 1, "widths": (64, 256, 256), "convs_per_block": 2}),
+    # cnn-gru-hour before it took airbench's layout (its 15-epoch runs: docs/models.md, "The hour recipe").
+    "stride2-128-256": ("cnn-gru-hour", {"whiten_stride": 2, "widths": (128, 256)}),
 }
 
 
@@ -71,7 +72,7 @@ def macs(model, x) -> int:
 
 
 def make_step(name, overrides, batch, seed=0):
-    """(step function, forward MACs per image, parameters) for one candidate; the step runs one training batch."""
+    """(step function, forward MACs per image, model) for one candidate; the step runs one training batch."""
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (batch, 3, 32, 32), dtype=np.uint8)
     labels = rng.integers(0, 10, batch).astype(np.int64)
@@ -91,7 +92,33 @@ def make_step(name, overrides, batch, seed=0):
         loss_fn(model(x), labels)
         model.backward(loss_fn.backward())
         opt.step()
-    return step, count, model.num_parameters()
+    return step, count, model
+
+
+def layer_times(model, step, steps) -> list:
+    """[(name, forward ms, backward ms)] per step for each leaf module of ``model``, over ``steps`` steps.
+
+    Each leaf's ``forward`` and ``backward`` are wrapped by timers for the measurement and restored after it.
+    """
+    totals = {}
+    leaves = [(name, m) for name, m in model.named_modules() if name and not any(True for _ in m.children())]
+    for name, module in leaves:
+        totals[name] = [0.0, 0.0]
+        for slot, attr in enumerate(("forward", "backward")):
+            def timed(*args, _f=getattr(module, attr), _t=totals[name], _i=slot, **kwargs):
+                start = time.perf_counter()
+                out = _f(*args, **kwargs)
+                _t[_i] += time.perf_counter() - start
+                return out
+            setattr(module, attr, timed)
+    try:
+        for _ in range(steps):
+            step()
+    finally:
+        for _, module in leaves:
+            del module.forward, module.backward
+    return [(f"{name} ({type(module).__name__})", 1e3 * totals[name][0] / steps, 1e3 * totals[name][1] / steps)
+            for name, module in leaves]
 
 
 def main(argv=None):
@@ -104,33 +131,45 @@ def main(argv=None):
     parser.add_argument("--train", type=int, default=50_000, help="training images per epoch")
     parser.add_argument("--budget", type=float, default=10.0, help="minutes")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
+    parser.add_argument("--layers", action="store_true",
+                        help="then time each layer's forward and backward (ms per step, mean of --steps steps)")
     args = parser.parse_args(argv)
     minigru.perf.tune_host_memory()          # as `minigru train` does: without it, page faults add 40-60%
     runs = {}
     for key in args.models:
         name, overrides = CANDIDATES.get(key, (key, {}))
-        step, count, params = make_step(name, overrides, args.batch)
+        step, count, model = make_step(name, overrides, args.batch)
         for _ in range(args.warmup):
             step()
-        runs[key] = (step, count, params, [])
+        runs[key] = (step, count, model, [])
     for _ in range(args.steps):               # interleaved, so that a change in the machine's load hits all alike
         for step, _, _, times in runs.values():
             start = time.perf_counter()
             step()
             times.append(time.perf_counter() - start)
     rows = []
-    for key, (_, count, params, times) in runs.items():
+    for key, (_, count, model, times) in runs.items():
         median, best = statistics.median(times), min(times)
         epoch_s = median * (args.train // args.batch)
         row = dict(model=key, batch=args.batch, median_s=round(median, 4), min_s=round(best, 4),
                    ms_per_image=round(1000 * median / args.batch, 3), mmacs_per_image=round(count / 1e6, 2),
-                   parameters=params, epoch_minutes=round(epoch_s / 60, 2),
+                   parameters=model.num_parameters(), epoch_minutes=round(epoch_s / 60, 2),
                    epochs_in_budget=round(60 * args.budget / epoch_s, 1))
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+    if args.layers:
+        for key, (step, _, model, times) in runs.items():
+            layers = layer_times(model, step, args.steps)
+            total = sum(f + b for _, f, b in layers)
+            print(f"\n{key}: ms per step, mean of {args.steps} steps (the step's median was "
+                  f"{1e3 * statistics.median(times):.0f} ms)")
+            print(f"{'layer':<32}{'forward':>10}{'backward':>10}{'share':>8}")
+            for name, f, b in layers:
+                print(f"{name:<32}{f:>10.1f}{b:>10.1f}{(f + b) / total:>8.1%}")
+            print(f"{'all layers':<32}{sum(f for _, f, _ in layers):>10.1f}{sum(b for _, _, b in layers):>10.1f}")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,12 @@
 
     x (N, 3, 32, 32)
       -> whiten: PatchWhitening 2x2, fixed filters from the data (+ negated copies)
-           whiten_stride=2 (cnn-gru-fast, cnn-gru-hour): non-overlapping patches      (N, 24, 16, 16)
-           whiten_stride=1 (airbench): overlapping patches                          (N, 24, 31, 31)
+           whiten_stride=2 (cnn-gru-fast): non-overlapping patches                   (N, 24, 16, 16)
+           whiten_stride=1 (airbench, cnn-gru-hour): overlapping patches            (N, 24, 31, 31)
       -> whiten_relu: ReLU
       -> features, one block per width:
            Conv3x3 -> BN -> MaxPool2 -> ReLU  [-> Conv3x3 -> BN -> ReLU] x (convs - 1)
-                                            16 -> 8 -> 4 with widths (64, 128)
+                        16 -> 8 -> 4 with widths (64, 128); 31 -> 15 -> 7 -> 3 with (64, 256, 256)
       -> to_sequence (columns)          (T=W', N, C'*H')   e.g. 4 steps of 128*4 features
       -> gru (bidirectional by default) -> readout -> (dropout) -> fc      (N, num_classes)
 
@@ -132,7 +132,7 @@ class WhitenedCNNGRU(RecurrentClassifier):
 
     def forward(self, x):
         """x (N, C, H, W) -> logits (N, num_classes)."""
-        fmap = self.features(self.whiten_relu(self.whiten(x)))     # (N, C', H', W')              # (N, C', H', W')
+        fmap = self.features(self.whiten_relu(self.whiten(x)))     # (N, C', H', W')
         return self._head_forward(self.to_sequence(fmap))
 
     def backward(self, dlogits):
