@@ -23,8 +23,8 @@ How it measures (see docs/performance.md):
   CNNs with their speed options (first Conv2d ``input_grad=False``, fused
   ReLU/MaxPool2d); ``--no-tune-memory`` / ``--plain-models`` turn them off.
 * The train steps ("step", "memory") are SeedCNN, CNNGRU and issue 14's headline
-  recipes cnn-gru-fast and cnn-gru-hour (frozen patch whitening, conv-BN blocks,
-  bidirectional GRU; the hour model without its dropout), batch norm in training mode, with ``--optimizer``: the recipes' SGD (Nesterov momentum 0.9,
+  model cnn-gru-fast (frozen patch whitening, conv-BN blocks, bidirectional GRU), batch
+  norm in training mode, with ``--optimizer``: the recipes' SGD (Nesterov momentum 0.9,
   weight decay 5e-4 on weights; the default) or Adam, the same in both frameworks.
 * Peak memory: a fresh process per framework runs a few training steps at batch
   128 and reports its peak resident memory (ru_maxrss) minus the memory it had
