@@ -36,7 +36,7 @@ CANDIDATES = {
     "airbench-32-64-128": ("cnn-gru-fast", {"whiten_stride": 1, "widths": (32, 64, 128), "convs_per_block": 1}),
     "airbench-64-128-256-c122": ("cnn-gru-hour", {"whiten_stride": 1, "widths": (64, 128, 256),
                                                 "convs_per_block": (1, 2, 2)}),
-    # cnn-gru-hour before it took airbench's layout (its 15-epoch runs: docs/models.md, "The hour recipe").
+    # cnn-gru-hour before it took airbench's layout (its 15-epoch runs: docs/models.md, "The hour recipe, measured").
     "stride2-128-256": ("cnn-gru-hour", {"whiten_stride": 2, "widths": (128, 256)}),
 }
 

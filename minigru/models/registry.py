@@ -39,11 +39,12 @@ _BASE_RECIPE = dict(epochs=20, batch_size=128, optimizer="sgd", lr=0.05, momentu
 
 
 # The airbench-style models (docs/models.md, "Ingredients"): every ingredient at once. A frozen 2x2 patch
-# whitening with stride 2 (lossless, and no trained convolution at full size), batch norm everywhere and a high
-# learning rate, Nesterov SGD, a short linear warm-up then a linear decay, label smoothing 0.2, all 50,000
-# training images (no validation split: the budget is wall time), test-time augmentation (mirror averaging;
-# cnn-gru-fast adds airbench's one-pixel translations, about 20 s of its budget). The first convolution skips its input gradient (input_grad=False), which training never needs. The epochs are sized
-# from measured step times (docs/models.md, "Sizing the recipes").
+# whitening (cnn-gru-fast: stride 2, lossless, and no trained convolution at full size; cnn-gru-hour: stride 1,
+# airbench's own), batch norm everywhere and a high learning rate, Nesterov SGD, a short linear warm-up then a
+# linear decay, label smoothing 0.2, all 50,000 training images (no validation split: the budget is wall time),
+# test-time augmentation with airbench's flip + one-pixel translation views. The first convolution skips its
+# input gradient (input_grad=False), which training never needs. The epochs are sized from measured step times
+# (docs/models.md, "Sizing the recipes").
 _FAST_MODEL = dict(whiten_stride=2, widths=(64, 128), convs_per_block=(1, 2), hidden_size=128, bidirectional=True,
                    input_grad=False)
 _FAST_RECIPE = {**_BASE_RECIPE, "epochs": 9, "batch_size": 256, "lr": 0.2, "schedule": "linear", "pct_start": 0.2,
@@ -51,7 +52,7 @@ _FAST_RECIPE = {**_BASE_RECIPE, "epochs": 9, "batch_size": 256, "lr": 0.2, "sche
 # The hour recipe is airbench's layout: overlapping 2x2 whitening (stride 1), so the first block runs at 31x31,
 # then blocks of 64, 256 and 256 channels, two convolutions each (31 -> 15 -> 7 -> 3); the GRU reads 3 columns.
 # 7 epochs fill the hour with one BLAS thread: 2.25-2.3 s per step of 256 images on the 2-core VM, two runs side
-# by side (benchmarks/recipe_step_times.py; docs/models.md, "The hour recipe").
+# by side (benchmarks/recipe_step_times.py; docs/models.md, "Sizing the recipes" and "The hour recipe, measured").
 _HOUR_MODEL = dict(whiten_stride=1, widths=(64, 256, 256), convs_per_block=2, hidden_size=192, bidirectional=True,
                    dropout=0.1, input_grad=False)
 _HOUR_RECIPE = {**_FAST_RECIPE, "epochs": 7}
