@@ -85,6 +85,7 @@ def test_the_whitening_is_fixed_and_the_ablation_trains_its_conv():
 
 def test_registered_recipes_build_and_map_cifar_images():
     rng = np.random.default_rng(4)
+    # columns the GRU reads: fast 32 -> 16 (stride-2 whitening) -> 8 -> 4; hour 32 -> 31 (stride 1) -> 15 -> 7 -> 3
     for name, steps in (("cnn-gru-fast", 4), ("cnn-gru-hour", 3)):
         spec = get_spec(name)
         assert spec.builder is WhitenedCNNGRU
@@ -92,7 +93,7 @@ def test_registered_recipes_build_and_map_cifar_images():
         assert recipe["schedule"] == "linear" and recipe["nesterov"] and recipe["label_smoothing"] > 0
         model = build_model(name, rng=0)
         assert model.config["input_grad"] is False and model.gru.bidirectional
-        assert model.sequence_length == steps     # fast: 32 -> 16 (stride-2 whitening) -> 8 -> 4; hour: 31 -> 15 -> 7 -> 3
+        assert model.sequence_length == steps
         x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
         with pytest.raises(RuntimeError, match="fit"):
             model(x)
