@@ -192,6 +192,30 @@ def test_conv2d_layer_init_and_state_dict(backend_name):
     assert repr(nn.Conv2d(3, 8, 3, padding=1)) == "Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))"
 
 
+@pytest.mark.parametrize("out_channels,in_channels,kernel", [(5, 3, (3, 3)), (2, 4, (3, 3)), (3, 3, (1, 1)),
+                                                               (4, 2, (5, 3)), (6, 6, (3, 5))])
+def test_dirac_init_copies_channels_through_a_same_padded_convolution(backend_name, out_channels, in_channels,
+                                                                      kernel):
+    """nn.init.dirac_: the convolution copies input channel i to output channel i for i < min(out, in), and
+    outputs 0 on the other channels; the kernel equals torch's nn.init.dirac_ where torch is installed."""
+    layer = nn.Conv2d(in_channels, out_channels, kernel, padding=(kernel[0] // 2, kernel[1] // 2), bias=False,
+                      rng=0, dtype=np.float64)
+    assert nn.init.dirac_(layer.weight) is layer.weight
+    x = np.random.default_rng(2).standard_normal((2, in_channels, 6, 7))
+    out = backend.to_numpy(layer(backend.to_backend(x)))
+    kept = min(out_channels, in_channels)
+    np.testing.assert_array_equal(out[:, :kept], x[:, :kept])
+    np.testing.assert_array_equal(out[:, kept:], 0.0)
+    torch = pytest.importorskip("torch")
+    expected = torch.nn.init.dirac_(torch.empty(out_channels, in_channels, *kernel, dtype=torch.float64))
+    np.testing.assert_array_equal(backend.to_numpy(layer.weight.data), expected.numpy())
+
+
+def test_dirac_init_rejects_a_matrix():
+    with pytest.raises(ValueError, match=r"dirac_ needs a 4-d convolution kernel \(out, in, kh, kw\), got shape \(3, 4\)"):
+        nn.init.dirac_(np.zeros((3, 4)))
+
+
 def test_conv2d_layer_backward_accumulates(xp):
     layer = nn.Conv2d(2, 3, 3, padding=1, rng=0).double()
     x = xp.asarray(np.random.default_rng(1).standard_normal((2, 2, 4, 4)))

@@ -6,7 +6,7 @@ import pytest
 
 from minigru.backend import to_numpy
 from minigru.data import (Compose, Normalize, RandomAffine, RandomCrop, RandomHorizontalFlip, RandomRotation,
-                          RandomShear, RandomShift, RandomZoom, ToFloat, affine_matrices, warp_affine)
+                          RandomShear, RandomShift, RandomZoom, ToFloat, affine_matrices, augmentation, warp_affine)
 
 
 def batch(xp, shape=(4, 3, 6, 7), dtype=np.float64, seed=0):
@@ -64,19 +64,21 @@ def test_flip_matches_reversed_columns(xp, p):
         assert 0 < flips.sum() < 9
 
 
+@pytest.mark.parametrize("mode", ["constant", "reflect"])
 @pytest.mark.parametrize("shape,size,padding", [
     ((6, 3, 8, 8), 8, 2), ((5, 2, 7, 9), (5, 6), 0), ((4, 1, 5, 6), (5, 6), 3), ((1, 3, 4, 4), 4, 0),
+    ((3, 2, 2, 3), (3, 2), 1),
 ])
-def test_crop_equals_padded_slice(xp, shape, size, padding):
+def test_crop_equals_padded_slice(xp, shape, size, padding, mode):
     host, x = batch(xp, shape)
-    crop = RandomCrop(size, padding=padding)
+    crop = RandomCrop(size, padding=padding, padding_mode=mode)
     out = to_numpy(crop(x, np.random.default_rng(3)))
     h, w = (size, size) if isinstance(size, int) else size
     N, C, H, W = shape
     replay = np.random.default_rng(3)
     oy = replay.integers(0, H + 2 * padding - h + 1, size=N)
     ox = replay.integers(0, W + 2 * padding - w + 1, size=N)
-    padded = np.pad(host, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    padded = np.pad(host, ((0, 0), (0, 0), (padding, padding), (padding, padding)), mode=mode)
     assert out.shape == (N, C, h, w)
     for n in range(N):
         np.testing.assert_array_equal(out[n], padded[n, :, oy[n]:oy[n] + h, ox[n]:ox[n] + w])
@@ -103,6 +105,45 @@ def test_crop_errors(xp):
         RandomCrop(4, padding=-1)
     with pytest.raises(ValueError, match=r"expects a batch of images \(N, C, H, W\)"):
         RandomCrop(4)(x[0], np.random.default_rng(0))
+    with pytest.raises(ValueError, match="padding_mode must be one of constant, reflect, got 'edge'"):
+        RandomCrop(4, padding=1, padding_mode="edge")
+    with pytest.raises(ValueError, match="reflect padding 4 needs images larger than 4 pixels"):
+        RandomCrop(4, padding=4, padding_mode="reflect")(x, np.random.default_rng(0))
+
+
+def test_reflect_crop_by_hand():
+    """Reflect padding repeats the pixel next to the edge, not the edge itself (numpy's and torch's "reflect")."""
+    image = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)      # rows 1 2 3 / 4 5 6 / 7 8 9
+    padded = np.array([[5, 4, 5, 6, 5],                     # written out by hand
+                       [2, 1, 2, 3, 2],
+                       [5, 4, 5, 6, 5],
+                       [8, 7, 8, 9, 8],
+                       [5, 4, 5, 6, 5]], dtype=float)
+    windows = {tuple(padded[i:i + 3, j:j + 3].ravel()) for i in range(3) for j in range(3)}
+    crop = RandomCrop(3, padding=1, padding_mode="reflect")
+    seen = {tuple(crop(image, np.random.default_rng(seed))[0, 0].ravel()) for seed in range(200)}
+    assert seen == windows
+
+
+def test_translate_flip_is_a_reflected_shift_of_at_most_two_pixels_then_maybe_a_mirror(xp):
+    """Every image of ``--augment translate-flip`` is one of the 25 windows of the image reflect-padded by
+    2 pixels, or its mirror; over a batch, shifts and mirrors both occur."""
+    host, x = batch(xp, (64, 2, 6, 5))
+    out = x
+    for step in augmentation("translate-flip", (6, 5)):
+        out = step(out, np.random.default_rng(4))
+    out = to_numpy(out)
+    assert out.shape == host.shape
+    shifted = mirrored = 0
+    for n in range(len(host)):
+        padded = np.pad(host[n], ((0, 0), (2, 2), (2, 2)), mode="reflect")
+        views = {(i, j, flip): padded[:, i:i + 6, j:j + 5][..., ::-1] if flip else padded[:, i:i + 6, j:j + 5]
+                 for i in range(5) for j in range(5) for flip in (False, True)}
+        found = [key for key, view in views.items() if np.array_equal(out[n], view)]
+        assert found, f"image {n} is no reflected shift of its input"
+        shifted += all(key[:2] != (2, 2) for key in found)
+        mirrored += all(key[2] for key in found)
+    assert 0 < shifted < len(host) and 0 < mirrored < len(host)
 
 
 # ------------------------------------------------------------------ affine warp

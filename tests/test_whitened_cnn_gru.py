@@ -60,6 +60,21 @@ def test_matches_a_torch_twin():
         assert rel_error(p.grad, theirs[name].grad.numpy()) < 1e-10, name
 
 
+def test_dirac_init_sets_the_first_filters_to_the_identity_and_keeps_the_others():
+    plain, _ = tiny(np.random.default_rng(1))
+    dirac, _ = tiny(np.random.default_rng(1), dirac_init=True)
+    convs = [(name, layer) for name, layer in dirac.features.named_children() if isinstance(layer, nn.Conv2d)]
+    assert len(convs) == 3
+    for name, conv in convs:
+        w, w_plain = conv.weight.data, getattr(plain.features, name).weight.data
+        o, i = w.shape[:2]
+        identity = np.zeros((min(o, i), i, 3, 3))
+        identity[np.arange(min(o, i)), np.arange(min(o, i)), 1, 1] = 1
+        np.testing.assert_array_equal(w[:i], identity, err_msg=name)
+        np.testing.assert_array_equal(w[i:], w_plain[i:], err_msg=name)      # the rest: the same draw
+    assert dirac.config["dirac_init"] and not plain.config["dirac_init"]
+
+
 def test_input_grad_false_gives_the_same_parameter_gradients():
     rng = np.random.default_rng(2)
     full, x = tiny(rng)

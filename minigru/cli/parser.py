@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "(default 0.2, drawn with --seed)")
     group.add_argument("--augment", nargs="?", const="crop-flip", choices=AUGMENTATIONS, default=None,
                        help="training augmentation: crop-flip (random crop, padding 4, and horizontal flip; "
-                            "--augment alone), keras (rotation, shift, shear, zoom and flip), flip, none")
+                            "--augment alone), translate-flip (airbench's: shifts of up to 2 pixels with a "
+                            "reflected border, and flip), keras (rotation, shift, shear, zoom and flip), flip, none")
     group.add_argument("--no-augment", dest="augment", action="store_const", const="none",
                        help="same as --augment none")
     group = train.add_argument_group("optimisation (defaults: the model's recipe, see `minigru models`)")

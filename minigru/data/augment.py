@@ -4,6 +4,8 @@
 * ``"flip"``: a horizontal flip with probability 1/2;
 * ``"crop-flip"``: pad 4 pixels of zeros, crop back to size at a random offset, flip (the classic
   CIFAR-10 augmentation);
+* ``"translate-flip"``: airbench's augmentation: a random translation by up to 2 pixels, the border
+  filled by reflecting the image (``RandomCrop(padding=2, padding_mode="reflect")``), then a flip;
 * ``"keras"``: the set of Keras' ``ImageDataGenerator`` in the row-GRU source document: a
   random rotation (up to 15 degrees), shift (up to 10% of each side), shear (up to 10 degrees)
   and zoom (0.9 to 1.1) in one bilinear warp (:class:`~minigru.data.RandomAffine`), then a flip.
@@ -17,7 +19,7 @@ from .transforms import RandomCrop, RandomHorizontalFlip, pair
 
 __all__ = ["AUGMENTATIONS", "augmentation"]
 
-AUGMENTATIONS = ("none", "flip", "crop-flip", "keras")
+AUGMENTATIONS = ("none", "flip", "crop-flip", "translate-flip", "keras")
 
 
 def augmentation(name: str, image_size) -> list:
@@ -29,6 +31,8 @@ def augmentation(name: str, image_size) -> list:
         return [RandomHorizontalFlip()]
     if name == "crop-flip":
         return [RandomCrop((h, w), padding=4), RandomHorizontalFlip()]
+    if name == "translate-flip":
+        return [RandomCrop((h, w), padding=2, padding_mode="reflect"), RandomHorizontalFlip()]
     if name == "keras":
         return [RandomAffine(degrees=15, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=10),
                 RandomHorizontalFlip()]

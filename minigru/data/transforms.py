@@ -201,21 +201,32 @@ class RandomHorizontalFlip(Transform):
 
 
 class RandomCrop(Transform):
-    """Pad each side by ``padding`` pixels of ``fill``, then cut a ``size`` window at a random offset per sample.
+    """Pad each side by ``padding`` pixels, then cut a ``size`` window at a random offset per sample.
 
     ``RandomCrop(32, padding=4)`` on 32x32 images is the classic CIFAR
     augmentation: shifts of up to 4 pixels, the uncovered border filled with
-    zeros. Offsets ``(oy, ox)`` are drawn uniformly from ``0..H+2p-h`` and
-    ``0..W+2p-w``, and the output is ``padded[n, :, oy:oy+h, ox:ox+w]``,
-    gathered for the whole batch at once from a strided view of all windows.
+    ``fill`` (zeros). ``padding_mode="reflect"`` mirrors the image into the
+    border instead, without repeating the edge pixel (``numpy.pad``'s and
+    torch's ``"reflect"``; it needs ``padding`` smaller than the image's
+    height and width): airbench's translation by up to 2 pixels, which adds
+    no black border for the model to learn to ignore. Offsets ``(oy, ox)``
+    are drawn uniformly from ``0..H+2p-h`` and ``0..W+2p-w``, and the output
+    is ``padded[n, :, oy:oy+h, ox:ox+w]``, gathered for the whole batch at
+    once from a strided view of all windows.
     """
 
-    def __init__(self, size, padding: int = 0, fill: float = 0.0):
+    PADDING_MODES = ("constant", "reflect")
+
+    def __init__(self, size, padding: int = 0, fill: float = 0.0, padding_mode: str = "constant"):
         self.size = pair(size, "RandomCrop", "size")
         if not isinstance(padding, numbers.Integral) or padding < 0:
             raise ValueError(f"RandomCrop: padding must be a non-negative int, got {padding!r}")
+        if padding_mode not in self.PADDING_MODES:
+            raise ValueError(f"RandomCrop: padding_mode must be one of {', '.join(self.PADDING_MODES)}, "
+                             f"got {padding_mode!r}")
         self.padding = int(padding)
         self.fill = float(fill)
+        self.padding_mode = padding_mode
         self._workspace = Workspace()
 
     def __call__(self, batch, rng):
@@ -227,9 +238,14 @@ class RandomCrop(Transform):
         Hp, Wp = H + 2 * p, W + 2 * p
         if h > Hp or w > Wp:
             raise ValueError(f"RandomCrop: crop {h}x{w} is larger than the padded image {Hp}x{Wp}")
+        if self.padding_mode == "reflect" and p >= min(H, W):
+            raise ValueError(f"RandomCrop: reflect padding {p} needs images larger than {p} pixels on each side, "
+                             f"got {H}x{W}")
         oy = rng.integers(0, Hp - h + 1, size=N)
         ox = rng.integers(0, Wp - w + 1, size=N)
-        if p:
+        if p and self.padding_mode == "reflect":
+            padded = xp.pad(batch, ((0, 0), (0, 0), (p, p), (p, p)), mode="reflect")
+        elif p:
             # The border is filled once when the buffer is made; each call only rewrites the interior.
             padded = self._workspace.get(xp, "padded", (N, C, Hp, Wp), batch.dtype, fill=self.fill)
             padded[:, :, p:p + H, p:p + W] = batch

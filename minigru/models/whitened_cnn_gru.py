@@ -31,7 +31,7 @@ in ``state_dict`` as buffers, so a loaded model needs nothing else.
 from __future__ import annotations
 
 from .. import backend
-from ..nn import BatchNorm2d, Conv2d, MaxPool2d, PatchWhitening, ReLU, Sequential
+from ..nn import BatchNorm2d, Conv2d, MaxPool2d, PatchWhitening, ReLU, Sequential, init
 from .._checks import positive_int
 from .blocks import ImageToSequence, block_convs, check_widths, image_hw
 from .head import RecurrentClassifier
@@ -70,6 +70,9 @@ class WhitenedCNNGRU(RecurrentClassifier):
         (the default) is torch's and cuDNN's convention: n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)).
     dropout : before the final Linear (0 disables it).
     readout : ``"final"`` or ``"mean"`` (see :mod:`minigru.models.head`).
+    dirac_init : airbench's initialisation: each block convolution's first ``in_channels`` filters start as the
+        identity (:func:`minigru.nn.init.dirac_`), so that at first a block passes its input through (the rest
+        keep torch's default draw). False (the default): torch's default draw for every filter.
     input_grad : False skips the gradient with respect to the image (``backward`` returns None): the first
         Conv2d then skips its input gradient too, since the fixed whitening below it needs none. A training
         speed option; ``minigru.interpret`` switches it on for saliency maps.
@@ -80,7 +83,7 @@ class WhitenedCNNGRU(RecurrentClassifier):
 
     def __init__(self, num_classes=10, in_channels=3, image_size=32, whiten=True, whiten_kernel=2, whiten_eps=5e-4,
                  whiten_stride=1, widths=(32, 64, 128), convs_per_block=1, hidden_size=128, num_layers=1,
-                 bidirectional=True, dropout=0.0, reset_after=True, readout="final", input_grad=True, *,
+                 bidirectional=True, dropout=0.0, reset_after=True, readout="final", dirac_init=False, input_grad=True, *,
                  rng=None, dtype=None):
         super().__init__()
         name = type(self).__name__
@@ -102,7 +105,8 @@ class WhitenedCNNGRU(RecurrentClassifier):
                            whiten_eps=float(whiten_eps), whiten_stride=stride,
                            widths=list(widths), convs_per_block=list(convs), hidden_size=int(hidden_size),
                            num_layers=int(num_layers), bidirectional=bool(bidirectional), dropout=float(dropout),
-                           reset_after=bool(reset_after), readout=readout, input_grad=bool(input_grad))
+                           reset_after=bool(reset_after), readout=readout, dirac_init=bool(dirac_init),
+                           input_grad=bool(input_grad))
         self.sequence_length = map_w
         if whiten:
             self.whiten = PatchWhitening(in_channels, kernel, stride, eps=whiten_eps, negate=True, dtype=dtype)
@@ -115,6 +119,9 @@ class WhitenedCNNGRU(RecurrentClassifier):
             layers += pool_first_block(channels, out_channels, count, rng=rng, dtype=dtype)
             channels = out_channels
         self.features = Sequential(*layers)
+        if dirac_init:
+            for conv in (layer for layer in layers if isinstance(layer, Conv2d)):
+                init.dirac_(conv.weight.data[:conv.in_channels])     # a view: fills those filters in place
         # A fixed whitening needs no gradient, so without an input gradient the first block's Conv2d needs none.
         self.features[0].input_grad = bool(input_grad) or not whiten
         self.to_sequence = ImageToSequence("columns")

@@ -17,7 +17,7 @@ import numpy as np
 from .. import backend
 from .module import Parameter
 
-__all__ = ["uniform", "zeros", "ones", "fan_in_bound", "resolve_dtype"]
+__all__ = ["uniform", "zeros", "ones", "dirac_", "fan_in_bound", "resolve_dtype"]
 
 
 def resolve_dtype(dtype) -> np.dtype:
@@ -47,3 +47,20 @@ def zeros(shape, dtype=None) -> Parameter:
 def ones(shape, dtype=None) -> Parameter:
     """A Parameter of ones on the current backend."""
     return Parameter(backend.get_xp().ones(shape, dtype=resolve_dtype(dtype)))
+
+
+def dirac_(weight):
+    """Fill a convolution kernel ``weight`` (out_channels, in_channels, kh, kw) in place with the identity.
+
+    Filter ``i < min(out, in)`` has a single 1 at ``[i, i, kh // 2, kw // 2]``; everything else is 0. With
+    odd kernels and "same" padding the convolution then copies input channel ``i`` to output channel ``i``
+    (torch's ``nn.init.dirac_`` with ``groups=1``). ``weight`` is an array or a Parameter; returns it.
+    """
+    data = weight.data if isinstance(weight, Parameter) else weight
+    if data.ndim != 4:
+        raise ValueError(f"dirac_ needs a 4-d convolution kernel (out, in, kh, kw), got shape {tuple(data.shape)}")
+    out_channels, in_channels, kh, kw = data.shape
+    data.fill(0)
+    channels = backend.get_array_module(data).arange(min(out_channels, in_channels))
+    data[channels, channels, kh // 2, kw // 2] = 1
+    return weight
