@@ -10,7 +10,15 @@ memory tuning that ``minigru train`` applies (:func:`minigru.perf.tune_host_memo
 prints the median seconds per step and the forward multiply-adds per image
 (counted by :func:`macs`), and, from the median, the epochs of ``--train``
 images that fit in ``--budget`` minutes (training steps only; evaluation
-passes come on top). ``--layers`` then times each layer's forward and backward.
+passes come on top). ``--layers`` then times each layer's forward and backward;
+``--kernels`` times the whole step again with every Conv2d forced to ``im2col``
+or left on ``auto`` (Winograd where ``minigru.functional.winograd.conv_algorithm``
+picks it), each with the NumPy and the numba elementwise engine
+(``minigru.engine``; numba needs ``pip install 'minigru[fast]'``), the four
+configurations taking turns for ``--rounds`` rounds:
+
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python benchmarks/recipe_step_times.py --models cnn-gru-fast \
+        --steps 6 --warmup 1 --kernels
 
 Step times on a shared machine are slower and noisier than on a quiet one:
 say which it was, and time a reference model (cnn-gru-bn, whose full run is
@@ -26,7 +34,7 @@ import time
 import numpy as np
 
 import minigru.perf
-from minigru import nn, optim
+from minigru import engine, nn, optim
 from minigru.data import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
 from minigru.models import build_model
 
@@ -121,6 +129,36 @@ def layer_times(model, step, steps) -> list:
             for name, module in leaves]
 
 
+KERNEL_CONFIGS = tuple((algorithm, name) for algorithm in ("im2col", "auto") for name in engine.ENGINES)
+"""(convolution algorithm, elementwise engine) pairs that ``--kernels`` times."""
+
+
+def kernel_times(model, step, steps, rounds) -> dict:
+    """{(algorithm, engine): [mean seconds per step, one per round]} over :data:`KERNEL_CONFIGS`.
+
+    Each configuration runs one untimed step first (work arrays, the engine's compilation), then ``steps`` timed
+    ones; the configurations take turns, so that a change in the machine's load hits all alike. The model's
+    convolutions are left on ``auto`` afterwards.
+    """
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    results = {}
+    try:
+        for _ in range(rounds):
+            for algorithm, name in KERNEL_CONFIGS:
+                for conv in convs:
+                    conv.algorithm = algorithm
+                with engine.use_engine(name):
+                    step()
+                    start = time.perf_counter()
+                    for _ in range(steps):
+                        step()
+                    results.setdefault((algorithm, name), []).append((time.perf_counter() - start) / steps)
+    finally:
+        for conv in convs:
+            conv.algorithm = "auto"
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="*", default=["cnn-gru-bn", "cnn-gru-fast", "cnn-gru-hour"],
@@ -133,7 +171,13 @@ def main(argv=None):
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     parser.add_argument("--layers", action="store_true",
                         help="then time each layer's forward and backward (ms per step, mean of --steps steps)")
+    parser.add_argument("--kernels", action="store_true",
+                        help="then time the step with each convolution algorithm (im2col, auto) and elementwise "
+                             "engine (numpy, numba), taking turns: mean s/step of --steps steps per round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --kernels")
     args = parser.parse_args(argv)
+    if args.kernels and not engine.numba_available():
+        parser.error("--kernels times the numba engine too: pip install 'minigru[fast]'")
     minigru.perf.tune_host_memory()          # as `minigru train` does: without it, page faults add 40-60%
     runs = {}
     for key in args.models:
@@ -170,6 +214,11 @@ def main(argv=None):
             for name, f, b in layers:
                 print(f"{name:<32}{f:>10.1f}{b:>10.1f}{(f + b) / total:>8.1%}")
             print(f"{'all layers':<32}{sum(f for _, f, _ in layers):>10.1f}{sum(b for _, _, b in layers):>10.1f}")
+    if args.kernels:
+        for key, (step, _, model, _) in runs.items():
+            for (algorithm, name), times in kernel_times(model, step, args.steps, args.rounds).items():
+                print(f"{key}  convolutions {algorithm:7s} engine {name:6s} "
+                      + "  ".join(f"{t:.3f}" for t in times) + "  s/step")
 
 
 if __name__ == "__main__":
