@@ -212,7 +212,8 @@ def test_dirac_init_copies_channels_through_a_same_padded_convolution(backend_na
 
 
 def test_dirac_init_rejects_a_matrix():
-    with pytest.raises(ValueError, match=r"dirac_ needs a 4-d convolution kernel \(out, in, kh, kw\), got shape \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"dirac_ needs a 4-d convolution kernel \(out, in, kh, kw\), "
+                                         r"got shape \(3, 4\)"):
         nn.init.dirac_(np.zeros((3, 4)))
 
 

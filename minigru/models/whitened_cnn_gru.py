@@ -70,12 +70,12 @@ class WhitenedCNNGRU(RecurrentClassifier):
         (the default) is torch's and cuDNN's convention: n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)).
     dropout : before the final Linear (0 disables it).
     readout : ``"final"`` or ``"mean"`` (see :mod:`minigru.models.head`).
-    dirac_init : airbench's initialisation: each block convolution's first ``in_channels`` filters start as the
-        identity (:func:`minigru.nn.init.dirac_`), so that at first a block passes its input through (the rest
-        keep torch's default draw). False (the default): torch's default draw for every filter.
     input_grad : False skips the gradient with respect to the image (``backward`` returns None): the first
         Conv2d then skips its input gradient too, since the fixed whitening below it needs none. A training
         speed option; ``minigru.interpret`` switches it on for saliency maps.
+    dirac_init : airbench's initialisation: each block convolution's first ``in_channels`` filters start as the
+        identity (:func:`minigru.nn.init.dirac_`), so that at first a block passes its input through (the rest
+        keep torch's default draw). False (the default): torch's default draw for every filter.
     rng, dtype : initial weights and dropout masks; parameter dtype.
 
     Shapes: x (N, in_channels, H, W) -> logits (N, num_classes); backward(dlogits) -> dx like x.
@@ -83,8 +83,8 @@ class WhitenedCNNGRU(RecurrentClassifier):
 
     def __init__(self, num_classes=10, in_channels=3, image_size=32, whiten=True, whiten_kernel=2, whiten_eps=5e-4,
                  whiten_stride=1, widths=(32, 64, 128), convs_per_block=1, hidden_size=128, num_layers=1,
-                 bidirectional=True, dropout=0.0, reset_after=True, readout="final", dirac_init=False, input_grad=True, *,
-                 rng=None, dtype=None):
+                 bidirectional=True, dropout=0.0, reset_after=True, readout="final", input_grad=True,
+                 dirac_init=False, *, rng=None, dtype=None):
         super().__init__()
         name = type(self).__name__
         widths = check_widths(name, widths)
@@ -105,8 +105,8 @@ class WhitenedCNNGRU(RecurrentClassifier):
                            whiten_eps=float(whiten_eps), whiten_stride=stride,
                            widths=list(widths), convs_per_block=list(convs), hidden_size=int(hidden_size),
                            num_layers=int(num_layers), bidirectional=bool(bidirectional), dropout=float(dropout),
-                           reset_after=bool(reset_after), readout=readout, dirac_init=bool(dirac_init),
-                           input_grad=bool(input_grad))
+                           reset_after=bool(reset_after), readout=readout, input_grad=bool(input_grad),
+                           dirac_init=bool(dirac_init))
         self.sequence_length = map_w
         if whiten:
             self.whiten = PatchWhitening(in_channels, kernel, stride, eps=whiten_eps, negate=True, dtype=dtype)
