@@ -4,8 +4,9 @@
 
 For each model (a registry name, or a key of CANDIDATES below: a registry
 name with overridden arguments) it builds the model, runs ``--warmup`` untimed
-steps, then ``--steps`` timed steps, the models taking turns, of: crop + flip + normalise a uint8 batch, forward,
-cross-entropy with label smoothing, backward, SGD with Nesterov momentum, with glibc's
+steps, then ``--steps`` timed steps, the models taking turns, of: the recipe's augmentation
+(:func:`minigru.data.augmentation` of its ``augment``, e.g. crop + flip) and normalisation of a uint8 batch,
+forward, cross-entropy with label smoothing, backward, SGD with Nesterov momentum, with glibc's
 memory tuning that ``minigru train`` applies (:func:`minigru.perf.tune_host_memory`). It
 prints the median seconds per step and the forward multiply-adds per image
 (counted by :func:`macs`), and, from the median, the epochs of ``--train``
@@ -35,8 +36,8 @@ import numpy as np
 
 import minigru.perf
 from minigru import engine, nn, optim
-from minigru.data import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
-from minigru.models import build_model
+from minigru.data import Compose, Normalize, ToFloat, augmentation
+from minigru.models import build_model, default_recipe
 
 # Variants timed while the recipes were sized (docs/models.md, "Sizing the recipes"): airbench's layout, whose
 # whitening keeps overlapping patches (stride 1) and whose first block runs at 31x31.
@@ -84,7 +85,7 @@ def make_step(name, overrides, batch, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (batch, 3, 32, 32), dtype=np.uint8)
     labels = rng.integers(0, 10, batch).astype(np.int64)
-    transform = Compose([ToFloat(), RandomCrop(32, padding=4), RandomHorizontalFlip(),
+    transform = Compose([ToFloat(), *augmentation(default_recipe(name)["augment"], (32, 32)),
                          Normalize([0.49, 0.48, 0.45], [0.25, 0.24, 0.26])])
     model = build_model(name, rng=seed, **overrides)
     first = transform(images, rng).astype(np.float32)
