@@ -45,11 +45,12 @@ def test_fast_recipe_fits_the_whitening_and_trains_with_ema(tmp_path, capsys):
     assert int(model.whiten.fitted) == 1
 
 
-def test_resume_with_ema_continues_exactly(tmp_path, interrupted_after_epoch):
-    status, straight = train(tmp_path, "--epochs", "3", "--ema", "0.8", name="straight")
+@pytest.mark.parametrize("extra", [("--ema", "0.8"), ("--ema", "0.8", "--bn-bias-lr-scale", "8", "--freeze-bn-weight")])
+def test_resume_with_ema_continues_exactly(tmp_path, interrupted_after_epoch, extra):
+    status, straight = train(tmp_path, "--epochs", "3", *extra, name="straight")
     assert status == 0
     with interrupted_after_epoch(2):
-        status, resumed = train(tmp_path, "--epochs", "3", "--ema", "0.8", name="resumed")
+        status, resumed = train(tmp_path, "--epochs", "3", *extra, name="resumed")
     assert status == 130
     assert cli.main(["train", "--out", str(resumed), "--resume", "--no-progress"]) == 0
     a, b = read_checkpoint(straight / "checkpoint.npz"), read_checkpoint(resumed / "checkpoint.npz")
@@ -103,3 +104,97 @@ def test_nesterov_flag(tmp_path, capsys):
     assert "--nesterov needs --momentum > 0" in capsys.readouterr().err
     assert cli.main(["train", *TINY, "--out", str(tmp_path / "bad"), "--ema", "1.5"]) == 2
     assert "--ema must be in [0, 1)" in capsys.readouterr().err
+
+
+def _groups_of(optimizer):
+    return {id(p): group for group in optimizer.param_groups for p in group["params"]}
+
+
+@pytest.mark.parametrize("scale, freeze", [(1.0, False), (64.0, False), (8.0, True), (1.0, True)])
+def test_batch_norm_groups_scale_the_shifts_and_freeze_the_scales(scale, freeze):
+    """Every parameter in exactly one group; batch norm's shifts at scale x lr, its frozen scales at lr 0,
+    weight decay only on kernels and matrices."""
+    from minigru.models import build_model
+    from minigru.nn import BatchNorm2d
+    config = cli_run.resolve_config(cli.build_parser().parse_args(["train", *TINY]))
+    config.update(bn_bias_lr_scale=scale, freeze_bn_weight=freeze)
+    model = build_model("cnn-gru-fast", rng=0, **config["model_args"])
+    optimizer = cli_run.make_optimizer(model, config)
+    listed = [id(p) for group in optimizer.param_groups for p in group["params"]]
+    assert sorted(listed) == sorted(id(p) for p in model.parameters())           # each once, none left out
+    groups, lr = _groups_of(optimizer), config["lr"]
+    norms = [m for m in model.modules() if isinstance(m, BatchNorm2d)]
+    assert norms
+    for m in norms:
+        assert groups[id(m.bias)]["lr"] == pytest.approx(scale * lr) and groups[id(m.bias)]["weight_decay"] == 0
+        assert groups[id(m.weight)]["lr"] == (0.0 if freeze else pytest.approx(lr))
+    shifts_and_scales = {id(m.bias) for m in norms} | {id(m.weight) for m in norms}
+    for name, p in model.named_parameters():
+        if id(p) not in shifts_and_scales:
+            assert groups[id(p)]["lr"] == pytest.approx(lr), name
+            assert groups[id(p)]["weight_decay"] == (config["weight_decay"] if p.data.ndim > 1 else 0.0), name
+
+
+def test_scaled_shifts_step_scale_times_as_far_and_frozen_scales_stay_one(tmp_path):
+    """Two runs from the same seed, one step: the shifts of the scaled run moved exactly `scale` times as
+    far (a first SGD step is linear in the rate), everything else identically; frozen scales end at 1."""
+    from minigru.nn import BatchNorm2d
+    common = ["--epochs", "1", "--limit-train", "16", "--lr", "0.05", "--momentum", "0.9"]
+    runs = {}
+    for name, extra in (("plain", []), ("scaled", ["--bn-bias-lr-scale", "8"])):
+        status, out = train(tmp_path, *common, *extra, name=name)
+        assert status == 0
+        runs[name] = read_checkpoint(out / "checkpoint.npz")["model"]
+    model, _ = load_trained(tmp_path / "plain")
+    start = cli_run.registry.build_model("cnn-gru-fast", rng=0, **model.config).state_dict()
+    shifts = {f"{name}.bias" for name, m in model.named_modules() if isinstance(m, BatchNorm2d)}
+    assert shifts
+    for key, before in start.items():
+        if key.startswith("whiten.") or "running" in key or "num_batches" in key:
+            continue
+        moved_plain, moved_scaled = runs["plain"][key] - before, runs["scaled"][key] - before
+        factor = 8.0 if key in shifts else 1.0
+        np.testing.assert_allclose(moved_scaled, factor * moved_plain, rtol=1e-4, atol=1e-7, err_msg=key)
+        if key in shifts:
+            assert np.abs(moved_plain).max() > 0, key
+    status, out = train(tmp_path, "--epochs", "2", "--freeze-bn-weight", name="frozen")
+    assert status == 0
+    saved = read_checkpoint(out / "checkpoint.npz")["model"]
+    scales = [f"{name}.weight" for name, m in model.named_modules() if isinstance(m, BatchNorm2d)]
+    for key in scales:
+        np.testing.assert_array_equal(saved[key], 1.0, err_msg=key)
+    assert json.loads((out / "config.json").read_text())["freeze_bn_weight"] is True
+
+
+def test_per_group_peaks_follow_torchs_one_cycle():
+    """The scheduler ramps each of make_optimizer's groups to its own peak (shifts at 64 x lr, frozen scales
+    at 0), as torch's OneCycleLR with a list of max_lr does."""
+    torch = pytest.importorskip("torch")
+    from minigru.models import build_model
+    config = cli_run.resolve_config(cli.build_parser().parse_args(
+        ["train", *TINY, "--bn-bias-lr-scale", "64", "--freeze-bn-weight", "--schedule", "linear"]))
+    ours = cli_run.make_optimizer(build_model("cnn-gru-fast", rng=0, **config["model_args"]), config)
+    sched = cli_run.make_scheduler(ours, config, steps_per_epoch=5, epochs=2)
+    lr = config["lr"]
+    peaks = [lr, lr, 64 * lr, 0.0]
+    assert len(ours.param_groups) == len(peaks)
+    tensors = [torch.zeros(2, requires_grad=True) for _ in peaks]
+    theirs = torch.optim.SGD([{"params": [t]} for t in tensors], lr=lr, momentum=0.9, nesterov=True)
+    torch_sched = torch.optim.lr_scheduler.OneCycleLR(theirs, max_lr=peaks, epochs=2, steps_per_epoch=5,
+                                                      pct_start=config["pct_start"], anneal_strategy="linear",
+                                                      cycle_momentum=False, div_factor=10.0, final_div_factor=1e4)
+    scaled = []
+    for _ in range(10):
+        for a, b in zip(ours.param_groups, theirs.param_groups):
+            assert a["lr"] == pytest.approx(b["lr"], rel=1e-12, abs=1e-15)
+        scaled.append(ours.param_groups[2]["lr"])
+        theirs.step()
+        sched.step()
+        torch_sched.step()
+    assert max(scaled) > 10 * lr and ours.param_groups[3]["lr"] == 0.0    # each group on its own schedule
+
+
+def test_bad_bias_scale_is_one_line(tmp_path, capsys):
+    assert cli.main(["train", *TINY, "--out", str(tmp_path / "bad"), "--bn-bias-lr-scale", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--bn-bias-lr-scale must be positive" in err and "Traceback" not in err

@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
                        help="Nesterov momentum with SGD (the recipes' default)")
     group.add_argument("--weight-decay", type=finite_float, help="L2 decay of weights (not of biases or batch norm)")
+    group.add_argument("--bn-bias-lr-scale", type=finite_float, metavar="S",
+                       help="batch norm's shifts train at S times the learning rate (airbench: 64)")
+    group.add_argument("--freeze-bn-weight", action=argparse.BooleanOptionalAction, default=None,
+                       help="keep batch norm's scales at 1 (airbench), training only its shifts")
     group.add_argument("--schedule", choices=SCHEDULES)
     group.add_argument("--pct-start", type=finite_float, help="fraction of the steps spent warming up (onecycle, "
                                                               "linear)")

@@ -17,7 +17,7 @@ from ..data import Compose, DataLoader, Normalize, augmentation, train_val_split
 from ..data.augment import AUGMENTATIONS
 from ..data.tta import TTA_CHOICES
 from ..models import registry
-from ..nn import CrossEntropyLoss
+from ..nn import BatchNorm1d, BatchNorm2d, CrossEntropyLoss
 from ..optim import SGD, Adam, AdamW, ExponentialMovingAverage
 from ..optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 from .common import CLIError, parse_model_args
@@ -68,6 +68,8 @@ def normalise_config(config) -> dict:
         config["tta"] = "flip" if config["tta"] else "none"
     config.setdefault("data", None)
     config.setdefault("test_split", DEFAULT_TEST_SPLIT)
+    config.setdefault("bn_bias_lr_scale", 1.0)
+    config.setdefault("freeze_bn_weight", False)
     return config
 
 
@@ -87,6 +89,8 @@ def check_config(config) -> None:
                                                  f"got {config['label_smoothing']}")
     need(config["weight_decay"] >= 0, f"--weight-decay must be >= 0, got {config['weight_decay']}")
     need(0.0 < config["pct_start"] < 1.0, f"--pct-start must be in (0, 1), got {config['pct_start']}")
+    need(config.get("bn_bias_lr_scale", 1.0) > 0, f"--bn-bias-lr-scale must be positive, "
+                                                  f"got {config.get('bn_bias_lr_scale')}")
     need(config.get("ema") is None or 0.0 <= config["ema"] < 1.0, f"--ema must be in [0, 1), got {config.get('ema')}")
     need(not config.get("nesterov", True) or config["optimizer"] != "sgd" or config["momentum"] > 0,
          "--nesterov needs --momentum > 0 (use --no-nesterov for plain SGD)")
@@ -164,17 +168,40 @@ def build_run(config, data: Data, epoch: int = 0) -> Run:
 
 
 def make_optimizer(model, config):
-    """The recipe's optimizer; weight decay only on weight matrices and kernels (not biases, not batch norm)."""
-    decay = [p for _, p in model.named_parameters() if p.data.ndim > 1]
-    no_decay = [p for _, p in model.named_parameters() if p.data.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": config["weight_decay"]}]
+    """The recipe's optimizer, one parameter group per treatment.
+
+    Weight decay only on weight matrices and kernels (not on biases, not on batch norm). Batch norm's
+    shifts (β) train at ``bn_bias_lr_scale`` times the learning rate (airbench's "bias scaler", 64: a shift
+    moves a whole channel, and a high rate lets it move far in few steps). With ``freeze_bn_weight``, batch
+    norm's scales (γ) stay at 1, as in airbench: they sit in a group at learning rate 0, so that
+    ``zero_grad`` still clears their gradients.
+    """
+    norms = [m for m in model.modules() if isinstance(m, (BatchNorm1d, BatchNorm2d)) and m.affine]
+    shifts = {id(m.bias) for m in norms}
+    frozen = {id(m.weight) for m in norms} if config.get("freeze_bn_weight", False) else set()
+    scale = float(config.get("bn_bias_lr_scale", 1.0))
+    params = [p for _, p in model.named_parameters()]
+    decay = [p for p in params if p.data.ndim > 1]
+    no_decay = [p for p in params if p.data.ndim <= 1 and id(p) not in frozen and (scale == 1 or id(p) not in shifts)]
+    groups = [({"params": decay, "weight_decay": config["weight_decay"]}, 1.0)]
     if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+        groups.append(({"params": no_decay, "weight_decay": 0.0}, 1.0))
+    if scale != 1 and shifts:
+        groups.append(({"params": [p for p in params if id(p) in shifts], "weight_decay": 0.0}, scale))
+    if frozen:
+        groups.append(({"params": [p for p in params if id(p) in frozen], "weight_decay": 0.0}, 0.0))
+    for group, group_scale in groups:
+        group["lr"] = config["lr"] * group_scale
     if config["optimizer"] == "sgd":
         nesterov = config.get("nesterov", True) and config["momentum"] > 0
-        return SGD(groups, lr=config["lr"], momentum=config["momentum"], nesterov=nesterov)
-    cls = Adam if config["optimizer"] == "adam" else AdamW
-    return cls(groups, lr=config["lr"])
+        optimizer = SGD([g for g, _ in groups], lr=config["lr"], momentum=config["momentum"], nesterov=nesterov)
+    else:
+        optimizer = (Adam if config["optimizer"] == "adam" else AdamW)([g for g, _ in groups], lr=config["lr"])
+    # each group's rate relative to the recipe's, which make_scheduler's peaks follow (set after construction,
+    # as a scheduler sets "initial_lr": it is bookkeeping, not a hyper-parameter of the update)
+    for group, (_, group_scale) in zip(optimizer.param_groups, groups):
+        group["lr_scale"] = group_scale
+    return optimizer
 
 
 def make_scheduler(optimizer, config, steps_per_epoch, epochs: int | None = None):
@@ -187,11 +214,12 @@ def make_scheduler(optimizer, config, steps_per_epoch, epochs: int | None = None
     ``anneal_strategy="linear", cycle_momentum=False``).
     """
     epochs = config["epochs"] if epochs is None else epochs
+    peaks = [config["lr"] * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
     if config["schedule"] == "onecycle":
-        return OneCycleLR(optimizer, max_lr=config["lr"], epochs=epochs, steps_per_epoch=steps_per_epoch,
+        return OneCycleLR(optimizer, max_lr=peaks, epochs=epochs, steps_per_epoch=steps_per_epoch,
                           pct_start=config["pct_start"])
     if config["schedule"] == "linear":
-        return OneCycleLR(optimizer, max_lr=config["lr"], epochs=epochs, steps_per_epoch=steps_per_epoch,
+        return OneCycleLR(optimizer, max_lr=peaks, epochs=epochs, steps_per_epoch=steps_per_epoch,
                           pct_start=config["pct_start"], anneal_strategy="linear", cycle_momentum=False,
                           div_factor=10.0, final_div_factor=1e4)
     if config["schedule"] == "cosine":
