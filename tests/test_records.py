@@ -1,5 +1,6 @@
 """Run records (minigru.records): a finished run folder becomes a small record that reads back the
 same, carries no path of the machine that made it, and takes its weights only on request, small."""
+import inspect
 import json
 import re
 from pathlib import Path
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 from minigru import cli, records
-from minigru.models import load_trained, model_names
+from minigru.cli.run import normalise_config
+from minigru.models import build_model, default_recipe, load_trained, model_names
 from minigru.train import read_checkpoint
 
 TINY = ["--model", "cnn-gru-bn", "--dataset", "synthetic-shapes", "--limit-train", "64", "--limit-test", "16",
@@ -115,6 +117,26 @@ def test_a_shipped_record_reads_back_without_machine_paths(folder):
     assert len(record["history"]) == record["results"]["epochs"], f"{folder.name}: history and results disagree"
     paths = [s for s in _strings(record["config"]) if s.startswith(("/", "~")) or re.match(r"[A-Za-z]:\\", s)]
     assert not paths, f"{folder.name}/config.json names paths of the machine that trained it: {paths}"
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_a_shipped_record_was_trained_with_its_models_registered_recipe(folder):
+    """The notebooks and records/README.md say that `python -m minigru train --model NAME --data DIR` reproduces
+    a record: so its model arguments and every recipe setting must be the registry's today (a recipe changed
+    without new records fails here)."""
+    config = normalise_config(records.read_record(folder)["config"])   # settings added since: their defaults
+    name = config["model"]
+    assert folder.name == name or folder.name.startswith(f"{name}-seed"), f"{folder.name}: not named after {name}"
+    recipe = default_recipe(name)
+    differ = {key: (config[key], value) for key, value in recipe.items() if config.get(key) != value}
+    assert not differ, f"{folder.name}: recorded setting != registered recipe: {differ}"
+    model = build_model(name, rng=0)
+    registered = json.loads(json.dumps(model.config))
+    # An argument added to the class after the run is absent from its record: it must be at its default then.
+    defaults = {key: p.default for key, p in inspect.signature(type(model)).parameters.items()}
+    recorded = {key: config["model_args"].get(key, defaults.get(key)) for key in registered}
+    assert recorded == registered, f"{folder.name}: model arguments differ from the registry's"
+    assert set(config["model_args"]) <= set(registered), f"{folder.name}: arguments the model no longer takes"
 
 
 @pytest.mark.parametrize("folder", [p for p in SHIPPED if (p / records.WEIGHTS_FILE).is_file()], ids=lambda p: p.name)
