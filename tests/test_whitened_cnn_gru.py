@@ -75,6 +75,20 @@ def test_dirac_init_sets_the_first_filters_to_the_identity_and_keeps_the_others(
     assert dirac.config["dirac_init"] and not plain.config["dirac_init"]
 
 
+@pytest.mark.parametrize("momentum", [0.1, 0.4])
+def test_bn_momentum_reaches_every_batch_norm_and_their_running_statistics(momentum):
+    """bn_momentum is each BatchNorm2d's momentum: after one training-mode pass the running mean is
+    momentum x the batch mean (from 0), checked against the block's own input computed separately."""
+    model, x = tiny(np.random.default_rng(2), bn_momentum=momentum)
+    norms = [layer for layer in model.features.children() if isinstance(layer, nn.BatchNorm2d)]
+    assert norms and all(layer.momentum == momentum for layer in norms)
+    assert model.config["bn_momentum"] == momentum
+    model.train()
+    first_conv_out = model.features[0](model.whiten_relu(model.whiten(x)))    # what the first batch norm sees
+    model.forward(x)
+    np.testing.assert_allclose(norms[0].running_mean, momentum * first_conv_out.mean(axis=(0, 2, 3)), rtol=1e-10)
+
+
 def test_input_grad_false_gives_the_same_parameter_gradients():
     rng = np.random.default_rng(2)
     full, x = tiny(rng)

@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--clip-grad-norm", type=finite_float)
     group.add_argument("--ema", type=finite_float, metavar="DECAY",
                        help="keep an exponential moving average of the weights (e.g. 0.99) and test with it")
+    group.add_argument("--lookahead", action=argparse.BooleanOptionalAction, default=None,
+                       help="airbench's lookahead: every 5 steps pull the weights towards a slow copy of them "
+                            "(decay rising to 0.77), and end on the slow weights")
     _tta_option(group, "default: the recipe's")
     group = train.add_argument_group("model and machine")
     group.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",

@@ -18,7 +18,8 @@ from ..data.augment import AUGMENTATIONS
 from ..data.tta import TTA_CHOICES
 from ..models import registry
 from ..nn import BatchNorm1d, BatchNorm2d, CrossEntropyLoss
-from ..optim import SGD, Adam, AdamW, ExponentialMovingAverage
+from ..optim import SGD, Adam, AdamW, ExponentialMovingAverage, Lookahead
+from ..optim.lookahead import airbench_decay
 from ..optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 from .common import CLIError, parse_model_args
 from .datasets import Data, channel_stats, folder_classes
@@ -29,6 +30,7 @@ __all__ = ["Run", "build_run", "resolve_config", "normalise_config", "check_conf
 EVAL_BATCH = 500
 DATA_INIT_IMAGES = 5000   # training images that data-dependent layers (PatchWhitening) are fitted to
 DEFAULT_TEST_SPLIT = 0.2
+LOOKAHEAD_K = 5           # --lookahead: optimizer steps between two pull-backs (airbench's)
 
 # options whose value is part of a run's config (the names of the parsed arguments)
 RUN_OPTIONS = ("dataset", "limit_train", "limit_test", "test_split", "seed", "dtype") + registry.RECIPE_KEYS
@@ -70,6 +72,7 @@ def normalise_config(config) -> dict:
     config.setdefault("test_split", DEFAULT_TEST_SPLIT)
     config.setdefault("bn_bias_lr_scale", 1.0)
     config.setdefault("freeze_bn_weight", False)
+    config.setdefault("lookahead", False)
     return config
 
 
@@ -108,7 +111,8 @@ def check_config(config) -> None:
 class Run:
     """What a run is built into: the model, its optimizer and schedule, the training loss, the loaders
     (``val_loader`` None without a validation split), the data (``data.classes`` names the classes)
-    and the weight average (``ema``, None unless the run has ``--ema``)."""
+    the weight average (``ema``, None unless the run has ``--ema``) and the pull-back to slow weights
+    (``lookahead``, None unless the run has ``--lookahead``)."""
     model: object
     optimizer: object
     scheduler: object
@@ -118,6 +122,7 @@ class Run:
     test_loader: DataLoader
     data: Data
     ema: ExponentialMovingAverage | None = None
+    lookahead: Lookahead | None = None
 
     @property
     def classes(self) -> list:
@@ -163,8 +168,13 @@ def build_run(config, data: Data, epoch: int = 0) -> Run:
     ema = None
     if config.get("ema") is not None:            # averaged after every optimizer step (a step hook)
         ema = ExponentialMovingAverage(model, decay=config["ema"], use_buffers=True).attach(optimizer)
+    lookahead = None
+    if config.get("lookahead", False):           # airbench's: every 5 steps, decay rising to 0.77 over the run
+        total = config["epochs"] * len(train_loader)
+        lookahead = Lookahead(model, k=LOOKAHEAD_K, decay=airbench_decay(total, LOOKAHEAD_K)).attach(optimizer)
     loss = CrossEntropyLoss(label_smoothing=config["label_smoothing"])
-    return Run(model, optimizer, scheduler, loss, train_loader, val_loader, eval_loader(config, test), data, ema)
+    return Run(model, optimizer, scheduler, loss, train_loader, val_loader, eval_loader(config, test), data, ema,
+               lookahead)
 
 
 def make_optimizer(model, config):

@@ -78,6 +78,8 @@ def _checkpoint_extra(config, run) -> dict:
     extra = {"config": config}
     if run.ema is not None:
         extra["ema"] = run.ema.state_dict()
+    if run.lookahead is not None:
+        extra["lookahead"] = run.lookahead.state_dict()
     return extra
 
 
@@ -149,6 +151,8 @@ def _train(args, out, config, resume_from, done, threads_text) -> int:
         loaded = trainer.load_checkpoint(resume_from, run.train_loader, run.val_loader)
         if run.ema is not None:
             run.ema.load_state_dict(loaded.extra["ema"])
+        if run.lookahead is not None:
+            run.lookahead.load_state_dict(loaded.extra["lookahead"])
         _restart_schedule(trainer, config, len(run.train_loader))
     if trainer.epoch >= config["epochs"]:
         print(f"the run has completed its {plural(config['epochs'], 'epoch')}: scoring it on the test set "
@@ -161,6 +165,10 @@ def _train(args, out, config, resume_from, done, threads_text) -> int:
                 else "no epoch was completed, so no checkpoint was written")
         raise TrainingDiverged(f"{err} ({kept})") from None
     train_seconds = float(sum(s for s in history.seconds if s is not None))
+    if run.lookahead is not None:   # training ends on the slow weights, which the final checkpoint holds
+        run.lookahead.finish()
+        trainer.save_checkpoint(os.path.join(out, CHECKPOINT), run.train_loader, run.val_loader,
+                                extra=_checkpoint_extra(config, run))
     views, weights = tta_views(config["tta"])
     extra_results = {}
     if run.ema is not None:   # the run's result is the averaged model: it goes into the final checkpoint too

@@ -26,7 +26,7 @@ __all__ = ["ModelSpec", "MODELS", "model_names", "get_spec", "build_model", "def
 
 RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "bn_bias_lr_scale",
                "freeze_bn_weight", "schedule", "pct_start", "label_smoothing", "augment", "clip_grad_norm", "ema",
-               "val_split", "tta")
+               "lookahead", "val_split", "tta")
 """The training settings a recipe fixes (the CLI options of the same names override them)."""
 
 # Shared by every recipe unless it says otherwise: 20 epochs (so that the models compare at one budget),
@@ -37,7 +37,7 @@ RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov"
 _BASE_RECIPE = dict(epochs=20, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
                     weight_decay=5e-4, bn_bias_lr_scale=1.0, freeze_bn_weight=False, schedule="onecycle",
                     pct_start=0.25, label_smoothing=0.1, augment="crop-flip", clip_grad_norm=None, ema=None,
-                    val_split=0.1, tta="none")
+                    lookahead=False, val_split=0.1, tta="none")
 
 
 # The airbench-style models (docs/models.md, "Ingredients"): every ingredient at once. A frozen 2x2 patch

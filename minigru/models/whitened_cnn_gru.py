@@ -39,17 +39,20 @@ from .head import RecurrentClassifier
 __all__ = ["WhitenedCNNGRU", "pool_first_block"]
 
 
-def pool_first_block(in_channels: int, out_channels: int, convs: int, *, rng=None, dtype=None) -> list:
+def pool_first_block(in_channels: int, out_channels: int, convs: int, *, bn_momentum=0.1, rng=None,
+                     dtype=None) -> list:
     """Conv3x3 -> BN -> MaxPool2 -> ReLU, then (convs - 1) x [Conv3x3 -> BN -> ReLU] at the pooled size.
 
     (N, in_channels, H, W) -> (N, out_channels, H // 2, W // 2). The convolutions have no bias (the batch
     norm's shift replaces it). ReLU after the pooling equals ReLU before it (docs/models.md, "The conv block").
+    ``bn_momentum`` is the batch norms' ``momentum`` (torch's meaning: the weight of each batch in the running
+    statistics).
     """
     layers = [Conv2d(in_channels, out_channels, 3, padding=1, bias=False, rng=rng, dtype=dtype),
-              BatchNorm2d(out_channels, dtype=dtype), MaxPool2d(2), ReLU()]
+              BatchNorm2d(out_channels, momentum=bn_momentum, dtype=dtype), MaxPool2d(2), ReLU()]
     for _ in range(convs - 1):
         layers += [Conv2d(out_channels, out_channels, 3, padding=1, bias=False, rng=rng, dtype=dtype),
-                   BatchNorm2d(out_channels, dtype=dtype), ReLU()]
+                   BatchNorm2d(out_channels, momentum=bn_momentum, dtype=dtype), ReLU()]
     return layers
 
 
@@ -76,6 +79,8 @@ class WhitenedCNNGRU(RecurrentClassifier):
     dirac_init : airbench's initialisation: each block convolution's first ``in_channels`` filters start as the
         identity (:func:`minigru.nn.init.dirac_`), so that at first a block passes its input through (the rest
         keep torch's default draw). False (the default): torch's default draw for every filter.
+    bn_momentum : the batch norms' ``momentum``, torch's meaning (0.1, torch's default; airbench uses 0.4, so
+        that the running statistics follow the weights closely, which its lookahead needs).
     rng, dtype : initial weights and dropout masks; parameter dtype.
 
     Shapes: x (N, in_channels, H, W) -> logits (N, num_classes); backward(dlogits) -> dx like x.
@@ -84,7 +89,7 @@ class WhitenedCNNGRU(RecurrentClassifier):
     def __init__(self, num_classes=10, in_channels=3, image_size=32, whiten=True, whiten_kernel=2, whiten_eps=5e-4,
                  whiten_stride=1, widths=(32, 64, 128), convs_per_block=1, hidden_size=128, num_layers=1,
                  bidirectional=True, dropout=0.0, reset_after=True, readout="final", input_grad=True,
-                 dirac_init=False, *, rng=None, dtype=None):
+                 dirac_init=False, bn_momentum=0.1, *, rng=None, dtype=None):
         super().__init__()
         name = type(self).__name__
         widths = check_widths(name, widths)
@@ -106,7 +111,7 @@ class WhitenedCNNGRU(RecurrentClassifier):
                            widths=list(widths), convs_per_block=list(convs), hidden_size=int(hidden_size),
                            num_layers=int(num_layers), bidirectional=bool(bidirectional), dropout=float(dropout),
                            reset_after=bool(reset_after), readout=readout, input_grad=bool(input_grad),
-                           dirac_init=bool(dirac_init))
+                           dirac_init=bool(dirac_init), bn_momentum=float(bn_momentum))
         self.sequence_length = map_w
         if whiten:
             self.whiten = PatchWhitening(in_channels, kernel, stride, eps=whiten_eps, negate=True, dtype=dtype)
@@ -116,7 +121,8 @@ class WhitenedCNNGRU(RecurrentClassifier):
         self.whiten_relu = ReLU()
         layers, channels = [], self.whiten.out_channels
         for out_channels, count in zip(widths, convs):
-            layers += pool_first_block(channels, out_channels, count, rng=rng, dtype=dtype)
+            layers += pool_first_block(channels, out_channels, count, bn_momentum=bn_momentum, rng=rng,
+                                       dtype=dtype)
             channels = out_channels
         self.features = Sequential(*layers)
         if dirac_init:
