@@ -110,7 +110,7 @@ def check_config(config) -> None:
 @dataclass
 class Run:
     """What a run is built into: the model, its optimizer and schedule, the training loss, the loaders
-    (``val_loader`` None without a validation split), the data (``data.classes`` names the classes)
+    (``val_loader`` None without a validation split), the data (``data.classes`` names the classes),
     the weight average (``ema``, None unless the run has ``--ema``) and the pull-back to slow weights
     (``lookahead``, None unless the run has ``--lookahead``)."""
     model: object

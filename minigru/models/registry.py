@@ -31,8 +31,9 @@ RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov"
 
 # Shared by every recipe unless it says otherwise: 20 epochs (so that the models compare at one budget),
 # SGD with Nesterov momentum and a one-cycle schedule, weight decay on weights only (not on biases or
-# batch-norm parameters), batch norm's shifts at the learning rate and its scales trained, label smoothing, crop + flip augmentation (``augment`` and ``tta`` name a
-# set of minigru.data.augment and minigru.data.tta), 10% of the images held out.
+# batch-norm parameters), batch norm's shifts at the learning rate and its scales trained, no lookahead,
+# label smoothing, crop + flip augmentation (``augment`` and ``tta`` name a set of minigru.data.augment and
+# minigru.data.tta), 10% of the images held out.
 # Batch-norm lets the preset use twice the peak learning rate of the plain CNNs.
 _BASE_RECIPE = dict(epochs=20, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
                     weight_decay=5e-4, bn_bias_lr_scale=1.0, freeze_bn_weight=False, schedule="onecycle",
