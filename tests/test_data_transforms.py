@@ -146,6 +146,87 @@ def test_translate_flip_is_a_reflected_shift_of_at_most_two_pixels_then_maybe_a_
     assert 0 < shifted < len(host) and 0 < mirrored < len(host)
 
 
+# ------------------------------------------------------------------ alternating flip
+
+def _mirrored(out, images):
+    """For each output image: True if it is its input mirrored, False if unchanged (asserting one or the other)."""
+    flips = []
+    for got, image in zip(out, images):
+        same, mirror = np.array_equal(got, image), np.array_equal(got, image[..., ::-1])
+        assert same != mirror, "an output image is neither its input nor its mirror"
+        flips.append(mirror)
+    return np.array(flips)
+
+
+@pytest.mark.parametrize("batch_size", [7, 16])
+def test_alternating_flip_mirrors_each_image_every_other_epoch(xp, batch_size):
+    """Through a shuffling DataLoader: in epoch 0 about half the images are mirrored; from then on each image's
+    flip is the opposite of the epoch before, whatever batch or position it lands in."""
+    from minigru.data import AlternatingFlip, DataLoader
+    n = 60
+    images = np.random.default_rng(1).standard_normal((n, 2, 3, 5))       # no image is its own mirror
+    loader = DataLoader((images, np.arange(n)), batch_size=batch_size, shuffle=True, seed=3,
+                        transform=Compose([AlternatingFlip(seed=5)]), dtype=np.float64)
+    history = []
+    for _ in range(4):
+        flips = np.empty(n, dtype=bool)
+        for x, y in loader:
+            labels = to_numpy(y)
+            flips[labels] = _mirrored(to_numpy(x), images[labels])
+        history.append(flips)
+    assert 0.3 < history[0].mean() < 0.7
+    for before, after in zip(history, history[1:]):
+        np.testing.assert_array_equal(after, ~before)
+    other = AlternatingFlip(seed=6).coins(np.arange(n))
+    assert not np.array_equal(other, history[0])                          # the seed draws the first half
+    np.testing.assert_array_equal(AlternatingFlip(seed=5).coins(np.arange(n)), history[0])
+
+
+def test_alternating_flip_coins_do_not_depend_on_the_batch():
+    from minigru.data import AlternatingFlip
+    ids = np.array([5, 9000, 3, 4097, 4096, 12])                          # spans three blocks of coins
+    together = AlternatingFlip(seed=2).coins(ids)
+    one_by_one = [AlternatingFlip(seed=2).coins([i])[0] for i in ids]
+    np.testing.assert_array_equal(together, one_by_one)
+
+
+def test_alternating_flip_needs_ids_and_epoch(xp):
+    from minigru.data import AlternatingFlip
+    _, x = batch(xp)
+    with pytest.raises(TypeError, match="needs the samples' indices and the epoch"):
+        AlternatingFlip()(x, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="3 sample ids for a batch of 4"):
+        AlternatingFlip()(x, None, ids=[0, 1, 2], epoch=0)
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        AlternatingFlip(seed=-1)
+    plain = Compose([RandomHorizontalFlip(p=1.0)])                        # no ids needed: called as before
+    assert not plain.uses_sample_ids and Compose([AlternatingFlip()]).uses_sample_ids
+    np.testing.assert_array_equal(to_numpy(plain(x, np.random.default_rng(0))), to_numpy(x)[..., ::-1])
+
+
+def test_translate_altflip_resumes_exactly(xp):
+    """A loader restored from state_dict in its second epoch yields the same (shifted, alternately mirrored)
+    batches as one that never stopped."""
+    from minigru.data import DataLoader
+    images = np.random.default_rng(2).standard_normal((40, 1, 6, 6))
+
+    def make():
+        return DataLoader((images, np.arange(40)), batch_size=8, shuffle=True, seed=1, dtype=np.float64,
+                          transform=Compose(augmentation("translate-altflip", 6, seed=4)))
+    straight = make()
+    expected = [to_numpy(x) for _ in range(2) for x, _ in straight]      # epochs 0 and 1, 5 batches each
+    first = make()
+    seen = [to_numpy(x) for x, _ in first]                                # epoch 0
+    it = iter(first)
+    seen += [to_numpy(next(it)[0]) for _ in range(2)]                    # two batches of epoch 1, then stop
+    resumed = make()
+    resumed.load_state_dict(first.state_dict())
+    seen += [to_numpy(x) for x, _ in resumed]
+    assert len(seen) == len(expected)
+    for got, want in zip(seen, expected):
+        np.testing.assert_array_equal(got, want)
+
+
 # ------------------------------------------------------------------ affine warp
 
 def naive_bilinear(image, M, fill):

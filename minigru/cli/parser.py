@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--augment", nargs="?", const="crop-flip", choices=AUGMENTATIONS, default=None,
                        help="training augmentation: crop-flip (random crop, padding 4, and horizontal flip; "
                             "--augment alone), translate-flip (airbench's: shifts of up to 2 pixels with a "
-                            "reflected border, and flip), keras (rotation, shift, shear, zoom and flip), flip, none")
+                            "reflected border, and flip), translate-altflip (the same shifts, each image mirrored "
+                            "in every other epoch), keras (rotation, shift, shear, zoom and flip), flip, none")
     group.add_argument("--no-augment", dest="augment", action="store_const", const="none",
                        help="same as --augment none")
     group = train.add_argument_group("optimisation (defaults: the model's recipe, see `minigru models`)")

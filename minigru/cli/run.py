@@ -151,7 +151,7 @@ def build_run(config, data: Data, epoch: int = 0) -> Run:
     config["data"] = data.folder    # where the images were read this time (--data may point to a new place)
     norm = Normalize(config["normalize"]["mean"], config["normalize"]["std"])
     dtype = np.dtype(config["dtype"])
-    steps = augmentation(config["augment"], tuple(train[0].shape[2:]))
+    steps = augmentation(config["augment"], tuple(train[0].shape[2:]), seed=config["seed"])
     if len(train[0]) < config["batch_size"]:
         raise CLIError(f"{len(train[0])} training images make no batch of {config['batch_size']}; "
                        "lower --batch-size or raise --limit-train")

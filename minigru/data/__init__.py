@@ -23,14 +23,14 @@ from .cifar import CIFAR10_CLASSES, CIFAR10_MD5, CIFAR10_URL, load_cifar10
 from .image_folder import ImageFolder
 from .loader import DataLoader, Subset, random_split, train_val_split
 from .synthetic import SHAPE_NAMES, make_moving_shapes, make_shapes
-from .transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat, Transform
+from .transforms import AlternatingFlip, Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat, Transform
 from .tta import TTA_CHOICES, HorizontalFlip, Identity, Translate, tta_views
 
 __all__ = [
     "load_cifar10", "ClassificationData", "CIFAR10_URL", "CIFAR10_MD5", "CIFAR10_CLASSES", "data_root",
     "DatasetError", "DatasetNotFoundError", "UnsafeDataError",
     "ImageFolder",
-    "Transform", "Compose", "ToFloat", "Normalize", "RandomHorizontalFlip", "RandomCrop",
+    "Transform", "Compose", "ToFloat", "Normalize", "RandomHorizontalFlip", "AlternatingFlip", "RandomCrop",
     "AUGMENTATIONS", "augmentation",
     "RandomAffine", "RandomRotation", "RandomShift", "RandomShear", "RandomZoom", "affine_matrices", "warp_affine",
     "Identity", "HorizontalFlip", "Translate", "tta_views", "TTA_CHOICES",

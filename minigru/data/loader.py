@@ -12,6 +12,8 @@ How a batch is made (``loader = DataLoader((images, labels), batch_size=64, shuf
    receives the raw uint8 batch. Floating images are only cast to ``dtype``.
 4. ``transform(x, rng_b)`` runs with a Generator seeded by ``(seed, e, b)``,
    so every batch's augmentation is fixed by (seed, epoch, batch index) alone.
+   A transform with ``uses_sample_ids`` (:class:`~minigru.data.AlternatingFlip`)
+   is called as ``transform(x, rng_b, ids=idx, epoch=e)``.
 5. Labels come out as int64 (floating targets, e.g. next frames, as ``dtype``).
 
 An epoch advances when an iteration runs to its end (or with
@@ -205,7 +207,10 @@ class DataLoader:
             x = x.astype(self.dtype)
             x *= self.dtype.type(1.0 / 255.0)
         if transform is not None:
-            x = transform(x, rng)
+            if getattr(transform, "uses_sample_ids", False):      # e.g. AlternatingFlip: per sample, per epoch
+                x = transform(x, rng, ids=idx, epoch=self.epoch)
+            else:
+                x = transform(x, rng)
             if not B.is_array(x) or np.dtype(x.dtype).kind != "f":
                 got = x.dtype if B.is_array(x) else type(x).__name__
                 raise TypeError(f"DataLoader: the transform returned {got}; it must return a floating batch")

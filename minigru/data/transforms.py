@@ -29,7 +29,7 @@ import numpy as np
 
 from ..backend import backend_of, get_array_module
 
-__all__ = ["Transform", "Compose", "ToFloat", "Normalize", "RandomHorizontalFlip", "RandomCrop",
+__all__ = ["Transform", "Compose", "ToFloat", "Normalize", "RandomHorizontalFlip", "AlternatingFlip", "RandomCrop",
            "Workspace", "check_batch", "pair"]
 
 
@@ -88,10 +88,14 @@ class Transform:
     """Base class of the built-in transforms (a plain function ``f(batch, rng)`` works as well).
 
     ``accepts_uint8`` tells the DataLoader that the transform takes raw uint8
-    images itself (only :class:`ToFloat` does).
+    images itself (only :class:`ToFloat` does). ``uses_sample_ids`` tells it that the
+    transform also needs to know which samples (their dataset indices) and which epoch it
+    sees: it is then called as ``t(batch, rng, ids=..., epoch=...)`` (only
+    :class:`AlternatingFlip` does).
     """
 
     accepts_uint8 = False
+    uses_sample_ids = False
 
     def __call__(self, batch, rng):
         raise NotImplementedError(f"{type(self).__name__} must define __call__(batch, rng)")
@@ -117,9 +121,13 @@ class Compose(Transform):
     def accepts_uint8(self):
         return bool(self.transforms) and getattr(self.transforms[0], "accepts_uint8", False)
 
-    def __call__(self, batch, rng=None):
+    @property
+    def uses_sample_ids(self):
+        return any(getattr(t, "uses_sample_ids", False) for t in self.transforms)
+
+    def __call__(self, batch, rng=None, **sample_ids):
         for t in self.transforms:
-            batch = t(batch, rng)
+            batch = t(batch, rng, **sample_ids) if getattr(t, "uses_sample_ids", False) else t(batch, rng)
         return batch
 
     def __repr__(self):
@@ -198,6 +206,56 @@ class RandomHorizontalFlip(Transform):
 
     def _repr_args(self):
         return {"p": self.p}
+
+
+class AlternatingFlip(Transform):
+    """Airbench's derandomised flip: each sample is mirrored in every other epoch.
+
+    In epoch 0 a fixed half of the samples is mirrored (one coin per sample index, drawn from ``seed``);
+    in every later epoch the flip of each sample is the opposite of the epoch before. Random flips can
+    leave an image the same way round for several epochs in a row; alternating shows both versions every
+    two epochs. It must know which samples and which epoch it sees, so the DataLoader calls it as
+    ``t(batch, rng, ids=..., epoch=...)`` (``uses_sample_ids``); ``rng`` is not used.
+    """
+
+    uses_sample_ids = True
+    _CHUNK = 4096                    # coins are drawn per block of indices, so they never depend on the batch
+
+    def __init__(self, seed: int = 0):
+        if not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"AlternatingFlip: seed must be a non-negative int, got {seed!r}")
+        self.seed = int(seed)
+        self._coins = {}
+
+    def coins(self, ids) -> np.ndarray:
+        """The epoch-0 flips (bool) of the samples ``ids``: a fixed coin per index."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.empty(ids.shape, dtype=bool)
+        for block in np.unique(ids // self._CHUNK):
+            if block not in self._coins:
+                self._coins[block] = np.random.default_rng([self.seed, int(block)]).random(self._CHUNK) < 0.5
+            here = ids // self._CHUNK == block
+            out[here] = self._coins[block][ids[here] % self._CHUNK]
+        return out
+
+    def __call__(self, batch, rng=None, *, ids=None, epoch=None):
+        check_batch(batch, "AlternatingFlip", need_float=False)
+        if ids is None or epoch is None:
+            raise TypeError("AlternatingFlip needs the samples' indices and the epoch (ids=..., epoch=...); a "
+                            "DataLoader passes them")
+        ids = np.asarray(ids)
+        if ids.shape != (len(batch),):
+            raise ValueError(f"AlternatingFlip: {ids.size} sample ids for a batch of {len(batch)}")
+        flipped = np.flatnonzero(self.coins(ids) ^ bool(int(epoch) % 2))
+        xp = get_array_module(batch)
+        out = batch.copy()
+        if flipped.size:
+            idx = xp.asarray(flipped)
+            out[idx] = batch[idx, ..., ::-1]
+        return out
+
+    def _repr_args(self):
+        return {"seed": self.seed}
 
 
 class RandomCrop(Transform):
