@@ -186,6 +186,17 @@ class Normalize(Transform):
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
 
+def _mirror_samples(batch, which):
+    """A copy of ``batch`` (N, C, H, W) with the samples where the host bool mask ``which`` (N,) is set
+    mirrored left-right; the others unchanged."""
+    out = batch.copy()
+    flipped = np.flatnonzero(which)
+    if flipped.size:
+        idx = get_array_module(batch).asarray(flipped)
+        out[idx] = batch[idx, ..., ::-1]
+    return out
+
+
 class RandomHorizontalFlip(Transform):
     """Mirror each sample left-right with probability ``p`` (one coin per sample)."""
 
@@ -196,13 +207,7 @@ class RandomHorizontalFlip(Transform):
 
     def __call__(self, batch, rng):
         check_batch(batch, "RandomHorizontalFlip", need_float=False)
-        xp = get_array_module(batch)
-        flipped = np.flatnonzero(rng.random(len(batch)) < self.p)  # host draw: same on NumPy and CuPy
-        out = batch.copy()
-        if flipped.size:
-            idx = xp.asarray(flipped)
-            out[idx] = batch[idx, ..., ::-1]
-        return out
+        return _mirror_samples(batch, rng.random(len(batch)) < self.p)  # host draw: same on NumPy and CuPy
 
     def _repr_args(self):
         return {"p": self.p}
@@ -246,13 +251,7 @@ class AlternatingFlip(Transform):
         ids = np.asarray(ids)
         if ids.shape != (len(batch),):
             raise ValueError(f"AlternatingFlip: {ids.size} sample ids for a batch of {len(batch)}")
-        flipped = np.flatnonzero(self.coins(ids) ^ bool(int(epoch) % 2))
-        xp = get_array_module(batch)
-        out = batch.copy()
-        if flipped.size:
-            idx = xp.asarray(flipped)
-            out[idx] = batch[idx, ..., ::-1]
-        return out
+        return _mirror_samples(batch, self.coins(ids) ^ bool(int(epoch) % 2))
 
     def _repr_args(self):
         return {"seed": self.seed}

@@ -41,6 +41,16 @@ from .optimizer import Optimizer
 __all__ = ["ExponentialMovingAverage"]
 
 
+def weight_entries(model: Module, buffers: bool = True) -> dict:
+    """``model``'s parameter arrays and, with ``buffers``, its floating buffers (batch norm's running
+    statistics), by state-dict name; looked up anew at each call, since buffers get replaced. What a
+    weight average (here) or Lookahead (:mod:`minigru.optim.lookahead`) follows."""
+    entries = {name: p.data for name, p in model.named_parameters()}
+    if buffers:
+        entries.update((name, b) for name, b in model.named_buffers() if np.dtype(b.dtype).kind == "f")
+    return entries
+
+
 class ExponentialMovingAverage:
     """The running average ``a = decay·a + (1 - decay)·w`` of ``model``'s weights (eq. O10).
 
@@ -67,11 +77,8 @@ class ExponentialMovingAverage:
         self._handle = None
 
     def _averaged_entries(self) -> dict:
-        """The model's arrays that are averaged, by state-dict name (looked up anew: buffers get replaced)."""
-        entries = {name: p.data for name, p in self.model.named_parameters()}
-        if self.use_buffers:
-            entries.update((name, b) for name, b in self.model.named_buffers() if np.dtype(b.dtype).kind == "f")
-        return entries
+        """The model's arrays that are averaged, by state-dict name."""
+        return weight_entries(self.model, self.use_buffers)
 
     def update(self) -> None:
         """Fold the model's current weights into the average (call it after each ``optimizer.step()``)."""

@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import backend
 from ..nn.module import Module
+from .ema import weight_entries
 from .optimizer import Optimizer
 
 __all__ = ["Lookahead", "airbench_decay"]
@@ -67,10 +68,8 @@ class Lookahead:
         self._handle = None
 
     def _entries(self) -> dict:
-        """The model's arrays that take part, by state-dict name (looked up anew: buffers get replaced)."""
-        entries = {name: p.data for name, p in self.model.named_parameters()}
-        entries.update((name, b) for name, b in self.model.named_buffers() if np.dtype(b.dtype).kind == "f")
-        return entries
+        """The model's arrays that take part (parameters and floating buffers), by state-dict name."""
+        return weight_entries(self.model, buffers=True)
 
     def _decay_now(self) -> float:
         value = float(self.decay(self.steps) if callable(self.decay) else self.decay)
