@@ -198,3 +198,32 @@ def test_bad_bias_scale_is_one_line(tmp_path, capsys):
     assert cli.main(["train", *TINY, "--out", str(tmp_path / "bad"), "--bn-bias-lr-scale", "0"]) == 2
     err = capsys.readouterr().err
     assert "--bn-bias-lr-scale must be positive" in err and "Traceback" not in err
+
+
+def test_hour_recipe_trains_with_airbenchs_optimisation_ingredients(tmp_path):
+    """cnn-gru-hour's recipe (docs/models.md, "The hour recipe, measured") trains batch norm's shifts at 64 x lr
+    with its scales fixed at 1, batch-norm momentum 0.4, Lookahead and alternating flips; each option turns its
+    part back off, and cnn-gru-fast's recipe has none of them."""
+    from minigru.nn import BatchNorm2d
+    parse = cli.build_parser().parse_args
+    hour = ["train", "--model", "cnn-gru-hour", "--dataset", "synthetic-shapes", "--limit-train", "32",
+            "--limit-test", "8", "--batch-size", "16", "--epochs", "1", "--no-progress", "--model-arg", "image_size=16",
+            "--model-arg", "widths=[4,6]", "--model-arg", "convs_per_block=1", "--model-arg", "hidden_size=5"]
+    config = cli_run.resolve_config(parse(hour))
+    assert (config["bn_bias_lr_scale"], config["freeze_bn_weight"], config["lookahead"]) == (64.0, True, True)
+    assert config["model_args"]["bn_momentum"] == 0.4 and config["augment"] == "translate-altflip"
+    model = cli_run.registry.build_model("cnn-gru-hour", rng=0, **config["model_args"])
+    norms = [m for m in model.modules() if isinstance(m, BatchNorm2d)]
+    assert norms and all(m.momentum == 0.4 for m in norms)
+    groups = _groups_of(cli_run.make_optimizer(model, config))
+    assert all(groups[id(m.bias)]["lr"] == pytest.approx(64 * config["lr"]) for m in norms)
+    assert all(groups[id(m.weight)]["lr"] == 0.0 for m in norms)
+    assert cli.main([*hour, "--out", str(tmp_path / "hour")]) == 0         # a run of it keeps the slow weights
+    assert "lookahead" in read_checkpoint(tmp_path / "hour" / "checkpoint.npz")["extra"]
+    off = cli_run.resolve_config(parse([*hour, "--bn-bias-lr-scale", "1", "--no-freeze-bn-weight", "--no-lookahead",
+                                        "--model-arg", "bn_momentum=0.1", "--augment", "translate-flip"]))
+    assert (off["bn_bias_lr_scale"], off["freeze_bn_weight"], off["lookahead"]) == (1.0, False, False)
+    assert off["model_args"]["bn_momentum"] == 0.1 and off["augment"] == "translate-flip"
+    fast = cli_run.resolve_config(parse(["train", *TINY]))
+    assert (fast["bn_bias_lr_scale"], fast["freeze_bn_weight"], fast["lookahead"]) == (1.0, False, False)
+    assert fast["model_args"]["bn_momentum"] == 0.1 and fast["augment"] == "translate-flip"
