@@ -127,6 +127,10 @@ def test_errors():
         ema.attach(model)
     with pytest.raises(KeyError, match="does not average"):
         ema.load_state_dict({"decay": 0.9, "use_buffers": False, "n_averaged": 1, "average": {"nope": np.zeros(1)}})
+    name, weight = next(iter(model.state_dict().items()))
+    with pytest.raises(ValueError, match=r"saved average of '.*': shape \(1,"):
+        ema.load_state_dict({"decay": 0.9, "use_buffers": False, "n_averaged": 1,
+                             "average": {name: np.zeros((1,) + tuple(weight.shape[1:]))}})
     opt = optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(TypeError, match="callable"):
         opt.register_step_post_hook(3)

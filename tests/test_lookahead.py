@@ -2,6 +2,7 @@
 parameters and batch-norm buffers, against a plain loop written from the equation; airbench's decay schedule,
 the optimizer hook, finish(), state round trips, errors, and the CLI's --lookahead (final weights, exact resume)."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -101,6 +102,10 @@ def test_state_round_trip_and_errors():
         np.testing.assert_array_equal(backend.to_numpy(b.slow[name]), backend.to_numpy(value))
     with pytest.raises(KeyError, match="slow weights"):
         optim.Lookahead(nn.Linear(2, 2, rng=0)).load_state_dict(state)
+    name = next(iter(state["slow"]))
+    cut = {**state, "slow": {**state["slow"], name: state["slow"][name][:1]}}
+    with pytest.raises(ValueError, match=rf"saved slow weights of '{re.escape(name)}': shape \(1,"):
+        optim.Lookahead(small_model(rng=1)).load_state_dict(cut)
     with pytest.raises(ValueError, match="k must be a positive integer"):
         optim.Lookahead(model, k=0)
     with pytest.raises(ValueError, match=r"decay must be in \[0, 1\]"):

@@ -51,6 +51,19 @@ def weight_entries(model: Module, buffers: bool = True) -> dict:
     return entries
 
 
+def restore_float64(saved: dict, entries: dict, what: str) -> dict:
+    """The ``saved`` arrays (by state-dict name) as float64 copies on the backend of the same-named arrays of
+    ``entries`` (:func:`weight_entries`); a ValueError naming ``what`` and the shapes where one differs."""
+    restored = {}
+    for name, value in saved.items():
+        like = entries[name]
+        if tuple(np.shape(value)) != tuple(like.shape):
+            raise ValueError(f"the saved {what} of {name!r}: shape {tuple(np.shape(value))}, the model's "
+                             f"{tuple(like.shape)}")
+        restored[name] = backend.to_backend(np.asarray(value), backend.backend_of(like), dtype=np.float64).copy()
+    return restored
+
+
 class ExponentialMovingAverage:
     """The running average ``a = decay·a + (1 - decay)·w`` of ``model``'s weights (eq. O10).
 
@@ -135,15 +148,10 @@ class ExponentialMovingAverage:
             entries = self._averaged_entries()
         finally:
             self.use_buffers = use_buffers
-        average = {}
-        for name, value in state["average"].items():
+        for name in state["average"]:
             if name not in entries:
                 raise KeyError(f"the saved average has {name!r}, which this model does not average")
-            if tuple(np.shape(value)) != tuple(entries[name].shape):
-                raise ValueError(f"the saved average of {name!r} has shape {tuple(np.shape(value))}, the model's "
-                                 f"{tuple(entries[name].shape)}")
-            average[name] = backend.to_backend(np.asarray(value), backend.backend_of(entries[name]),
-                                               dtype=np.float64).copy()
+        average = restore_float64(state["average"], entries, "average")
         self.decay, self.use_buffers = float(state["decay"]), bool(state["use_buffers"])
         self.n_averaged, self.average = int(state["n_averaged"]), average
 

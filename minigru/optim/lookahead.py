@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import backend
 from ..nn.module import Module
-from .ema import weight_entries
+from .ema import restore_float64, weight_entries
 from .optimizer import Optimizer
 
 __all__ = ["Lookahead", "airbench_decay"]
@@ -119,13 +119,7 @@ class Lookahead:
         if set(state["slow"]) != set(entries):
             raise KeyError(f"the saved slow weights name {sorted(set(state['slow']) ^ set(entries))}, which this "
                            "model does not have, or miss them")
-        slow = {}
-        for name, value in state["slow"].items():
-            if tuple(np.shape(value)) != tuple(entries[name].shape):
-                raise ValueError(f"the saved slow weights of {name!r} have shape {tuple(np.shape(value))}, the "
-                                 f"model's {tuple(entries[name].shape)}")
-            slow[name] = backend.to_backend(np.asarray(value), backend.backend_of(entries[name]),
-                                            dtype=np.float64).copy()
+        slow = restore_float64(state["slow"], entries, "slow weights")
         self.k, self.steps, self.slow = int(state["k"]), int(state["steps"]), slow
 
     def __repr__(self):
