@@ -28,8 +28,8 @@ def test_tune_host_memory_is_harmless_and_repeatable():
     second = perf.tune_host_memory()
     assert first == second
     assert perf.host_memory_tuned() == (first or {})
-    if first:   # glibc: both knobs accepted
-        assert set(first) == {"M_MMAP_THRESHOLD", "M_TRIM_THRESHOLD"}
+    if first:   # glibc: all three knobs accepted
+        assert set(first) == {"M_MMAP_THRESHOLD", "M_TRIM_THRESHOLD", "M_ARENA_MAX"}
         big = np.ones((1 << 22,), dtype=np.float32)            # 16 MiB, now from the heap
         assert float(big.sum()) == float(1 << 22)
     np.testing.assert_array_equal(F.conv2d_forward(x, w, None, 1, 1)[0], before)

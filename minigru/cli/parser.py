@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--seed", type=int, help="seed of the weights, shuffling and augmentation (default 0)")
     group.add_argument("--dtype", choices=("float32", "float64"))
     group.add_argument("--backend", choices=backend.BACKENDS, default=None, help="numpy (default) or cupy (GPU)")
+    group.add_argument("--replicas", type=int, metavar="N",
+                       help="split every batch over N copies of the model, one thread each (nn.DataParallel; "
+                            "each copy's batch norm sees only its share); default: the recipe's")
     _threads_option(group)
     _engine_option(group)
     group.add_argument("--no-progress", action="store_true", help="one line per epoch instead of progress bars")

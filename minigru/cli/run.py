@@ -73,6 +73,7 @@ def normalise_config(config) -> dict:
     config.setdefault("bn_bias_lr_scale", 1.0)
     config.setdefault("freeze_bn_weight", False)
     config.setdefault("lookahead", False)
+    config.setdefault("replicas", 1)
     return config
 
 
@@ -84,6 +85,10 @@ def check_config(config) -> None:
     need(config["epochs"] >= 1, f"--epochs must be >= 1, got {config['epochs']}")
     need(config["batch_size"] >= 2, f"--batch-size must be >= 2 (batch norm needs 2 samples), "
                                      f"got {config['batch_size']}")
+    need(config.get("replicas", 1) >= 1, f"--replicas must be >= 1, got {config.get('replicas')}")
+    need(config["batch_size"] >= 2 * config.get("replicas", 1),
+         f"--batch-size {config['batch_size']} is too small for --replicas {config.get('replicas')}: each replica's "
+         "share of the batch needs 2 samples for batch norm")
     need(config["lr"] > 0, f"--lr must be positive, got {config['lr']}")
     need(config["momentum"] >= 0, f"--momentum must be >= 0, got {config['momentum']}")
     need(0.0 <= config["val_split"] < 1.0, f"--val-split must be in [0, 1), got {config['val_split']}")

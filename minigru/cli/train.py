@@ -109,7 +109,13 @@ def _header(config, run, out, threads_text) -> str:
     return (f"minigru {__version__}: training {config['model']} ({model.num_parameters():,} parameters) on "
             f"{config['dataset']} ({describe_folder(run.data.folder)}): {run.train_loader.num_samples:,} training "
             f"images{val}, {plural(config['epochs'], 'epoch')}, batch {config['batch_size']}, {config['optimizer']} "
-            f"lr {config['lr']}, augment {config['augment']}, backend {backend.get_backend()}, {threads_text} -> {out}")
+            f"lr {config['lr']}, augment {config['augment']}, backend {backend.get_backend()}, {threads_text}"
+            f"{_replicas_text(config)} -> {out}")
+
+
+def _replicas_text(config) -> str:
+    replicas = config.get("replicas", 1)
+    return "" if replicas == 1 else f", {replicas} replicas (one thread each, {config['batch_size'] // replicas} images)"
 
 
 def _check_out(out: str) -> None:
@@ -146,7 +152,8 @@ def _train(args, out, config, resume_from, done, threads_text) -> int:
     started = time.perf_counter()
     trainer = Trainer(run.model, run.optimizer, run.loss, scheduler=run.scheduler,
                       clip_grad_norm=config["clip_grad_norm"], progress=progress,
-                      on_epoch_end=_epoch_writer(out, config, run, started, args.no_progress))
+                      on_epoch_end=_epoch_writer(out, config, run, started, args.no_progress),
+                      replicas=config["replicas"])
     if resume_from is not None:
         loaded = trainer.load_checkpoint(resume_from, run.train_loader, run.val_loader)
         if run.ema is not None:
@@ -172,7 +179,7 @@ def _train(args, out, config, resume_from, done, threads_text) -> int:
     views, weights = tta_views(config["tta"])
     extra_results = {}
     if run.ema is not None:   # the run's result is the averaged model: it goes into the final checkpoint too
-        trained = evaluate(run.model, run.test_loader, CrossEntropyLoss(), tta=views, tta_weights=weights,
+        trained = evaluate(trainer.net, run.test_loader, CrossEntropyLoss(), tta=views, tta_weights=weights,
                            progress=progress, description="test (trained weights)")
         extra_results.update(test_loss_without_ema=trained.loss, test_accuracy_without_ema=trained.accuracy)
         print(f"without the weight average: test loss {trained.loss:.4f}, "
@@ -180,7 +187,7 @@ def _train(args, out, config, resume_from, done, threads_text) -> int:
         run.ema.copy_to(run.model)
         trainer.save_checkpoint(os.path.join(out, CHECKPOINT), run.train_loader, run.val_loader,
                                 extra=_checkpoint_extra(config, run))
-    result = evaluate(run.model, run.test_loader, CrossEntropyLoss(), tta=views, tta_weights=weights,
+    result = evaluate(trainer.net, run.test_loader, CrossEntropyLoss(), tta=views, tta_weights=weights,
                       progress=progress, description="test")
     print(report_evaluation(result, run.classes, config["tta"]))
     cm = result.confusion_matrix

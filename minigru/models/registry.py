@@ -26,19 +26,19 @@ __all__ = ["ModelSpec", "MODELS", "model_names", "get_spec", "build_model", "def
 
 RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "bn_bias_lr_scale",
                "freeze_bn_weight", "schedule", "pct_start", "label_smoothing", "augment", "clip_grad_norm", "ema",
-               "lookahead", "val_split", "tta")
+               "lookahead", "val_split", "tta", "replicas")
 """The training settings a recipe fixes (the CLI options of the same names override them)."""
 
 # Shared by every recipe unless it says otherwise: 20 epochs (so that the models compare at one budget),
 # SGD with Nesterov momentum and a one-cycle schedule, weight decay on weights only (not on biases or
 # batch-norm parameters), batch norm's shifts at the learning rate and its scales trained, no lookahead,
 # label smoothing, crop + flip augmentation (``augment`` and ``tta`` name a set of minigru.data.augment and
-# minigru.data.tta), 10% of the images held out.
+# minigru.data.tta), 10% of the images held out, the whole batch on one model (``replicas``: minigru.nn.DataParallel).
 # Batch-norm lets the preset use twice the peak learning rate of the plain CNNs.
 _BASE_RECIPE = dict(epochs=20, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
                     weight_decay=5e-4, bn_bias_lr_scale=1.0, freeze_bn_weight=False, schedule="onecycle",
                     pct_start=0.25, label_smoothing=0.1, augment="crop-flip", clip_grad_norm=None, ema=None,
-                    lookahead=False, val_split=0.1, tta="none")
+                    lookahead=False, val_split=0.1, tta="none", replicas=1)
 
 
 # The airbench-style models (docs/models.md, "Ingredients"): every ingredient at once. A frozen 2x2 patch

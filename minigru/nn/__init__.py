@@ -16,3 +16,4 @@ from .convgru import ConvGRU, ConvGRUCell  # noqa: F401
 from .regression_loss import BCEWithLogitsLoss, MSELoss  # noqa: F401
 from .renet import ReNetLayer  # noqa: F401
 from .pooling import fuse_relu_maxpool  # noqa: F401
+from .parallel import DataParallel  # noqa: F401

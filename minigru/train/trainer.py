@@ -29,6 +29,7 @@ import warnings
 import numpy as np
 
 from .. import backend
+from ..nn.parallel import DataParallel
 from ..optim.clip import clip_grad_norm_
 from ..optim.lr_scheduler import OneCycleLR
 from . import checkpoint as ckpt
@@ -67,6 +68,10 @@ class Trainer:
         inside one to stop (early stopping).
     on_batch_end : a function ``f(trainer, loss)`` or a list of them, called after every
         training batch with its loss (a float).
+    replicas : split every batch over this many copies of the model, one thread each
+        (:class:`~minigru.nn.DataParallel`; default 1: the model alone). The copies share the
+        model's weights; a batch norm then normalises each chunk with its own statistics.
+        ``trainer.model`` stays the model itself (optimizer, checkpoints); ``trainer.net`` runs it.
     monitor : what decides the "best" checkpoint: ``"val_loss"``, ``"train_loss"``, or
         ``"val_<metric>"`` / ``"train_<metric>"`` for a scalar metric (``"val_accuracy"``);
         default ``"val_accuracy"`` when accuracy is measured, else ``"val_loss"``. Without a
@@ -74,7 +79,8 @@ class Trainer:
     """
 
     def __init__(self, model, optimizer, loss_fn, scheduler=None, scheduler_step=None, clip_grad_norm=None,
-                 progress=True, on_epoch_end=None, monitor=None, metrics="classification", on_batch_end=None):
+                 progress=True, on_epoch_end=None, monitor=None, metrics="classification", on_batch_end=None,
+                 replicas=1):
         if scheduler_step is None:
             scheduler_step = "batch" if isinstance(scheduler, OneCycleLR) else "epoch"
         if scheduler_step not in ("epoch", "batch"):
@@ -92,6 +98,7 @@ class Trainer:
         if clip_grad_norm is not None and not clip_grad_norm > 0:
             raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
         self.model, self.optimizer, self.loss_fn, self.scheduler = model, optimizer, loss_fn, scheduler
+        self.net = model if replicas == 1 else DataParallel(model, replicas)   # what runs the batches
         self.scheduler_step = scheduler_step
         self.clip_grad_norm = clip_grad_norm
         self.progress = progress
@@ -117,14 +124,14 @@ class Trainer:
         """
         self.model.train()
         self.optimizer.zero_grad()                      # 1. gradients of the last batch are gone
-        logits = self.model(x)                          # 2. forward pass: scores (N, K)
+        logits = self.net(x)                            # 2. forward pass: scores (N, K)
         loss = self.loss_fn(logits, y)                  # 3. mean loss over the batch
         loss_value = float(loss)                        #    the step's one host sync
         self._check_finite(loss_value, logits, y)       #    stop before a NaN reaches the weights
         for metric in metrics:                          #    counted on the device, read once per epoch
             metric.update(logits, y)
         dlogits = self.loss_fn.backward()               # 4. dL/dlogits
-        self.model.backward(dlogits)                    # 5. backprop: p.grad += dL/dp in every layer
+        self.net.backward(dlogits)                      # 5. backprop: p.grad += dL/dp in every layer
         if self.clip_grad_norm is not None:             # 6. cap the gradient's length
             clip_grad_norm_(self._parameters(), self.clip_grad_norm)
         self.optimizer.step()                           # 7. update the weights
@@ -196,7 +203,7 @@ class Trainer:
         without TTA is ``result.plain``, from the same pass. See
         :func:`minigru.train.evaluation.evaluate`.
         """
-        return evaluate(self.model, loader, self.loss_fn, metrics=self.metrics, tta=tta, tta_weights=tta_weights,
+        return evaluate(self.net, loader, self.loss_fn, metrics=self.metrics, tta=tta, tta_weights=tta_weights,
                         progress=progress, description=description)
 
     # ------------------------------------------------------------------ fit
