@@ -18,8 +18,10 @@ What a replica is (as in ``torch.nn.DataParallel``):
 * its buffers (batch norm's running statistics) are copies of the module's,
   refreshed before every forward: the statistics the replicas see are the
   module's, and only the module's own chunk updates them;
-* its dropout masks come from its own random stream (spawned from the
-  module's generator), so that no two chunks draw the same masks.
+* its dropout masks come from a random stream of its own, seeded before
+  every forward with a number drawn from the module's generator: no two
+  chunks draw the same masks, and a run replays exactly from the module's
+  generator state (a resumed checkpoint, a gradient check).
 
 ``forward(x)`` splits ``x`` along the batch axis into ``replicas`` nearly equal
 chunks (fewer for a batch smaller than that: a chunk holds at least one
@@ -81,23 +83,26 @@ class DataParallel(Module):
         if self._copies and [n for n, _ in self._copies[0].named_parameters()] != names:
             self._copies.clear()                     # the module changed shape: copy it afresh
         while len(self._copies) < chunks - 1:
-            self._copies.append(self._new_copy(len(self._copies) + 1))
+            self._copies.append(self._new_copy())
         for replica in self._copies[:chunks - 1]:
             _sync(self.module, replica)
         return [self.module] + self._copies[:chunks - 1]
 
-    def _new_copy(self, index: int) -> Module:
+    def _new_copy(self) -> Module:
         # Share the parameter arrays in the copy rather than duplicating them (they are re-linked anyway).
         memo = {id(p.data): p.data for p in self.module.parameters()}
         replica = copy.deepcopy(self.module, memo)
         for module in replica.modules():
             object.__setattr__(module, "_cache", None)
-            for name, value in vars(module).items():     # a stream of its own for dropout (and any other sampler)
-                if isinstance(value, np.random.Generator):
-                    object.__setattr__(module, name, value.spawn(1)[0])
         for p in replica.parameters():
             p.grad = backend.get_array_module(p.data).zeros_like(p.data)
         return replica
+
+    def __getstate__(self):
+        # A copy (copy.deepcopy, as gradcheck.check_module makes) gets fresh replicas and threads of its own.
+        state = dict(self.__dict__)
+        state.update(_copies=[], _pool=None, _sizes=None)
+        return state
 
     def _run(self, calls):
         """Run ``calls`` (one per chunk; the first in this thread) and return their results in order."""
@@ -148,9 +153,13 @@ class DataParallel(Module):
 
 
 def _sync(module: Module, replica: Module) -> None:
-    """Bring ``replica`` in step with ``module``: the same parameter arrays, copies of its buffers, its mode."""
+    """Bring ``replica`` in step with ``module``: the same parameter arrays, copies of its buffers, its mode,
+    and random streams seeded from the module's."""
     for m, r in zip(module.modules(), replica.modules()):
         object.__setattr__(r, "training", m.training)
+        for name, value in vars(m).items():
+            if isinstance(value, np.random.Generator):     # dropout's masks (generators live on the host)
+                object.__setattr__(r, name, np.random.default_rng(int(value.integers(2**63))))
         for name, p in m._parameters.items():
             q = r._parameters[name]
             if p is None or q is None:
