@@ -173,6 +173,8 @@ def test_non_finite_model_arguments_are_refused(tmp_path, capsys):
     (["--momentum", "-0.5"], "--momentum must be >= 0"),
     (["--clip-grad-norm", "0"], "--clip-grad-norm must be positive"),
     (["--threads", "-1"], "--threads must be >= 0"),
+    (["--replicas", "0"], "--replicas must be >= 1"),
+    (["--replicas", "9"], "--batch-size 16 is too small for --replicas 9"),
 ])
 def test_out_of_range_values_are_one_line_errors(tmp_path, capsys, args, message):
     assert cli.main(["train", *TINY_CNN, "--out", str(tmp_path / "bad"), *args]) == 2

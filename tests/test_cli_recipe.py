@@ -227,3 +227,25 @@ def test_hour_recipe_trains_with_airbenchs_optimisation_ingredients(tmp_path):
     fast = cli_run.resolve_config(parse(["train", *TINY]))
     assert (fast["bn_bias_lr_scale"], fast["freeze_bn_weight"], fast["lookahead"]) == (1.0, False, False)
     assert fast["model_args"]["bn_momentum"] == 0.1 and fast["augment"] == "translate-flip"
+
+
+def test_replicas_split_each_batch_and_resume_exactly(tmp_path, capsys, interrupted_after_epoch):
+    """--replicas 2 trains on two replicas (the header says so, the config keeps it); a run interrupted after
+    one epoch and resumed ends with the same weights as one uninterrupted run, dropout masks included."""
+    extra = ("--epochs", "2", "--replicas", "2", "--model-arg", "dropout=0.3")
+    status, straight = train(tmp_path, *extra, name="straight")
+    assert status == 0
+    assert "2 replicas (one thread each, 8 images)" in capsys.readouterr().out
+    assert json.loads((straight / "config.json").read_text())["replicas"] == 2
+    with interrupted_after_epoch(1):
+        status, resumed = train(tmp_path, *extra, name="resumed")
+    assert status == 130
+    assert cli.main(["train", "--out", str(resumed), "--resume", "--no-progress"]) == 0
+    a, b = (read_checkpoint(out / "checkpoint.npz")["model"] for out in (straight, resumed))
+    for key, value in a.items():
+        np.testing.assert_array_equal(b[key], value, err_msg=key)
+    alone = train(tmp_path, "--epochs", "1", name="alone")[1]
+    config = json.loads((alone / "config.json").read_text())
+    assert config["replicas"] == 1
+    del config["replicas"]                          # a run saved before the option existed
+    assert cli_run.normalise_config(config)["replicas"] == 1
