@@ -80,8 +80,9 @@ def macs(model, x) -> int:
     return total
 
 
-def make_step(name, overrides, batch, seed=0):
-    """(step function, forward MACs per image, model) for one candidate; the step runs one training batch."""
+def make_step(name, overrides, batch, seed=0, replicas=1):
+    """(step function, forward MACs per image, model) for one candidate; the step runs one training batch
+    (split over ``replicas`` copies of the model, one thread each, with ``replicas`` > 1: nn.DataParallel)."""
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (batch, 3, 32, 32), dtype=np.uint8)
     labels = rng.integers(0, 10, batch).astype(np.int64)
@@ -94,12 +95,13 @@ def make_step(name, overrides, batch, seed=0):
     count = macs(model, first[:4])
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.2)
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    net = nn.DataParallel(model, replicas) if replicas > 1 else model
 
     def step():
         x = transform(images, rng).astype(np.float32)
         opt.zero_grad()
-        loss_fn(model(x), labels)
-        model.backward(loss_fn.backward())
+        loss_fn(net(x), labels)
+        net.backward(loss_fn.backward())
         opt.step()
     return step, count, model
 
@@ -176,17 +178,23 @@ def main(argv=None):
                         help="then time the step with each convolution algorithm (im2col, auto) and elementwise "
                              "engine (numpy, numba), taking turns: mean s/step of --steps steps per round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of --kernels")
+    parser.add_argument("--replicas", type=int, nargs="*", default=[1],
+                        help="time each model with each of these replica counts (nn.DataParallel, one thread "
+                             "each), e.g. --replicas 1 2")
     args = parser.parse_args(argv)
     if args.kernels and not engine.numba_available():
         parser.error("--kernels times the numba engine too: pip install 'minigru[fast]'")
     minigru.perf.tune_host_memory()          # as `minigru train` does: without it, page faults add 40-60%
     runs = {}
+    if not args.replicas or min(args.replicas) < 1 or (args.replicas != [1] and (args.layers or args.kernels)):
+        parser.error("--replicas takes counts >= 1, and times whole steps only (not with --layers or --kernels)")
     for key in args.models:
         name, overrides = CANDIDATES.get(key, (key, {}))
-        step, count, model = make_step(name, overrides, args.batch)
-        for _ in range(args.warmup):
-            step()
-        runs[key] = (step, count, model, [])
+        for replicas in args.replicas:
+            step, count, model = make_step(name, overrides, args.batch, replicas=replicas)
+            for _ in range(args.warmup):
+                step()
+            runs[key if replicas == 1 else f"{key} x{replicas}"] = (step, count, model, [])
     for _ in range(args.steps):               # interleaved, so that a change in the machine's load hits all alike
         for step, _, _, times in runs.values():
             start = time.perf_counter()
