@@ -193,9 +193,17 @@ class MinigruRunner(_Runner):
 
     framework = "minigru"
 
-    def __init__(self, backend="numpy", tune_memory=False, optimize=True):
+    def __init__(self, backend="numpy", tune_memory=False, optimize=True, replicas=1, threads=None):
         import minigru  # noqa: PLC0415
         self.backend = backend
+        self.replicas = replicas
+        if replicas > 1 and backend == "numpy":
+            # The cores go to the replicas: each one's BLAS gets its share of them (threads // replicas, at least 1).
+            import threadpoolctl  # noqa: PLC0415
+
+            import minigru.perf  # noqa: PLC0415
+            cores = threads or minigru.perf.cpu_count()
+            self.blas_limit = threadpoolctl.threadpool_limits(max(1, cores // replicas), user_api="blas")
         self.tuned = {}
         if tune_memory and backend == "numpy":
             import minigru.perf  # noqa: PLC0415
@@ -247,11 +255,14 @@ class MinigruRunner(_Runner):
         x, y = data["x"], data["y"]
         loss_fn = nn.CrossEntropyLoss()
         opt = make_optimizer(optim, p["optimizer"], model.parameters(), lambda q: q.data.ndim)
+        # With replicas the timed step splits the batch (nn.DataParallel); the outputs verified against torch are
+        # the model's on the whole batch, as batch norm over each replica's share is not torch's computation.
+        net = nn.DataParallel(model, self.replicas) if self.replicas > 1 else model
 
         def train_step():
             opt.zero_grad()
-            loss_fn(model(x), y)
-            model.backward(loss_fn.backward())
+            loss_fn(net(x), y)
+            net.backward(loss_fn.backward())
             opt.step()
 
         def step_outputs():
@@ -370,10 +381,11 @@ class TorchRunner(_Runner):
         self.cases[key] = (train_step, step_outputs)
 
 
-def make_runner(framework, backend="numpy", threads=None, tune_memory=False, optimize=True):
-    """A runner of ``framework``; ``tune_memory`` applies minigru.perf.tune_host_memory() in this process."""
+def make_runner(framework, backend="numpy", threads=None, tune_memory=False, optimize=True, replicas=1):
+    """A runner of ``framework``; ``tune_memory`` applies minigru.perf.tune_host_memory() in this process;
+    ``replicas`` > 1 splits minigru's train steps over that many model replicas (nn.DataParallel)."""
     if framework == "minigru":
-        return MinigruRunner(backend, tune_memory=tune_memory, optimize=optimize)
+        return MinigruRunner(backend, tune_memory=tune_memory, optimize=optimize, replicas=replicas, threads=threads)
     if framework == "torch":
         return TorchRunner(backend, threads=threads, tune_memory=tune_memory)
     raise ValueError(f"unknown framework {framework!r}")

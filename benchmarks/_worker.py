@@ -69,7 +69,8 @@ def serve(args):
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())   # stray prints (C or Python) go to stderr
     try:
         runner = _frameworks.make_runner(args.framework, args.backend, threads=args.threads,
-                                         tune_memory=args.tune_memory, optimize=not args.plain_models)
+                                         tune_memory=args.tune_memory, optimize=not args.plain_models,
+                                         replicas=args.replicas)
     except Exception as err:  # a missing GPU, torch or CuPy: say so and stop
         answers.write(json.dumps({"ok": False, "error": f"{type(err).__name__}: {err}"}) + "\n")
         return 2
@@ -103,7 +104,8 @@ def serve(args):
 def memory(args):
     """Peak memory of ``steps`` training steps at batch ``batch`` in this fresh process, as JSON on stdout."""
     runner = _frameworks.make_runner(args.framework, args.backend, threads=args.threads,
-                                     tune_memory=args.tune_memory, optimize=not args.plain_models)
+                                     tune_memory=args.tune_memory, optimize=not args.plain_models,
+                                         replicas=args.replicas)
     params = {"model": args.model, "B": args.batch, "optimizer": args.optimizer}
     runner.setup("mem", "step", params)
     result = {"framework": args.framework, "model": args.model, "batch": args.batch, "steps": args.steps,
@@ -148,6 +150,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--tune-memory", action="store_true", help="call minigru.perf.tune_host_memory() first")
     parser.add_argument("--plain-models", action="store_true")
+    parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--model", choices=list(_frameworks.STEP_MODELS), default="seed")
     parser.add_argument("--optimizer", choices=list(_frameworks.OPTIMIZERS), default="sgd")
     parser.add_argument("--batch", type=int, default=128)

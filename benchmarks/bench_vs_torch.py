@@ -26,6 +26,11 @@ How it measures (see docs/performance.md):
   model cnn-gru-fast (frozen patch whitening, conv-BN blocks, bidirectional GRU), batch
   norm in training mode, with ``--optimizer``: the recipes' SGD (Nesterov momentum 0.9,
   weight decay 5e-4 on weights; the default) or Adam, the same in both frameworks.
+* ``--replicas N`` splits minigru's train steps ("step", "memory") over N model replicas, one
+  thread each (``nn.DataParallel``), with OpenBLAS on ``--threads // N`` threads: the way
+  ``minigru train --replicas N`` uses the cores. Batch norm then normalises each replica's share,
+  which torch's step does not do, so the outputs verified against torch are those of the model on
+  the whole batch, computed before the timing.
 * Peak memory: a fresh process per framework runs a few training steps at batch
   128 and reports its peak resident memory (ru_maxrss) minus the memory it had
   before the first step (the training working set), and the absolute peak.
@@ -73,6 +78,8 @@ class ProcessSide:
             command.append("--tune-memory")
         if args.plain_models:
             command.append("--plain-models")
+        if framework == "minigru":
+            command += ["--replicas", str(args.replicas)]
         self.framework = framework
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
                                      env={**os.environ, **(env or {})})
@@ -120,7 +127,7 @@ class LocalSide:
         tune = (framework == "minigru" and not args.no_tune_memory) or (framework == "torch" and args.tune_torch_memory)
         self.framework = framework
         self.runner = _frameworks.make_runner(framework, args.backend, threads=args.threads, tune_memory=tune,
-                                              optimize=not args.plain_models)
+                                              optimize=not args.plain_models, replicas=args.replicas)
 
     def setup(self, key, kind, params):
         self.runner.setup(key, kind, params)
@@ -205,7 +212,7 @@ def _memory_once(args, model, framework):
     if args.plain_models:
         command.append("--plain-models")
     if framework == "minigru":
-        command.append("--tracemalloc")
+        command += ["--tracemalloc", "--replicas", str(args.replicas)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"memory run of {framework} failed:\n{done.stderr[-2000:]}")
@@ -373,6 +380,10 @@ def parse_args(argv=None):
     parser.add_argument("--optimizer", choices=list(_frameworks.OPTIMIZERS), default="sgd",
                         help="optimizer of the train steps: sgd (the recipes': Nesterov momentum 0.9, weight decay "
                              "5e-4; default) or adam (lr 1e-3)")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="minigru's train steps split each batch over N model replicas, one thread each "
+                             "(nn.DataParallel), its BLAS on --threads // N threads; the outputs checked against "
+                             "torch are then those of one replica on the whole batch")
     parser.add_argument("--no-verify", action="store_true", help="skip the output/gradient comparison")
     parser.add_argument("--tolerance", type=float, default=2e-3, help="max relative error accepted (float32)")
     parser.add_argument("--memory-batch", type=int, default=128)
@@ -387,6 +398,8 @@ def parse_args(argv=None):
         parser.error(f"unknown part(s) {unknown}; choose from {','.join(PARTS)}")
     if args.quick:
         args.repeats, args.round_seconds = 3, 0.1
+    if args.replicas < 1:
+        parser.error(f"--replicas must be >= 1, got {args.replicas}")
     if args.threads is None:
         sys.path.insert(0, os.path.dirname(HERE))
         from minigru.perf import cpu_count  # noqa: PLC0415

@@ -39,3 +39,19 @@ def test_step_labels_and_targets():
     label = bench_vs_torch.case_label({"kind": "step", "params": steps[-1][3]})
     assert label == "train step cnn-gru-fast B64 (fwd+bwd+SGD-nesterov)"
     assert bench_vs_torch.TARGETS == {"gru": 0.8, "step": 1.0, "memory": 1.5}
+
+
+def test_replicas_time_a_split_step_and_verify_the_whole_batch():
+    """--replicas 2: the timed step runs on nn.DataParallel (the module's weights move), while the outputs
+    verified against torch stay those of the model on the whole batch."""
+    import numpy as np
+    params = {"model": "cnngru", "B": 4, "optimizer": "sgd"}
+    split, alone = _frameworks.make_runner("minigru", replicas=2), _frameworks.make_runner("minigru")
+    split.blas_limit.restore_original_limits()       # the runner limits this process's BLAS threads for good
+    for runner in (split, alone):
+        runner.setup("k", "step", params)
+    got, ref = split.outputs("k"), alone.outputs("k")
+    assert got.keys() == ref.keys() and all(np.array_equal(got[k], ref[k]) for k in ref)
+    assert len(split.run("k", 1)) == 1
+    with pytest.raises(SystemExit):
+        bench_vs_torch.parse_args(["--replicas", "0"])
