@@ -89,7 +89,7 @@ def make_step(name, overrides, batch, seed=0, replicas=1):
     transform = Compose([ToFloat(), *augmentation(default_recipe(name)["augment"], (32, 32)),
                          Normalize([0.49, 0.48, 0.45], [0.25, 0.24, 0.26])])
     model = build_model(name, rng=seed, **overrides)
-    first = transform(images, rng).astype(np.float32)
+    first = transform(images, rng, ids=np.arange(batch), epoch=0).astype(np.float32)
     if hasattr(model, "initialize_from_data"):
         model.initialize_from_data(first)
     count = macs(model, first[:4])
@@ -97,8 +97,11 @@ def make_step(name, overrides, batch, seed=0, replicas=1):
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     net = nn.DataParallel(model, replicas) if replicas > 1 else model
 
+    ids, epoch = np.arange(batch), [0]       # sample indices and epoch, for augmentations that use them
+
     def step():
-        x = transform(images, rng).astype(np.float32)
+        epoch[0] += 1
+        x = transform(images, rng, ids=ids, epoch=epoch[0]).astype(np.float32)
         opt.zero_grad()
         loss_fn(net(x), labels)
         net.backward(loss_fn.backward())
