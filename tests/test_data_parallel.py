@@ -173,3 +173,47 @@ def test_trainer_with_replicas_takes_one_models_steps():
         assert losses[0] == pytest.approx(losses[1], rel=1e-12)
     for p, q in zip(*(m.parameters() for m in models)):
         assert rel_error(p.data, q.data) < 1e-12
+
+
+class FailsOnce(nn.Module):
+    """Doubles its input; its backward raises on the first call (in whichever thread runs it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(np.ones(1))
+        self.failed = []
+
+    def forward(self, x):
+        self._save_cache(x)
+        return x * self.weight.data
+
+    def backward(self, dout):
+        x = self._pop_cache()
+        self.weight.grad += (dout * x).sum(keepdims=True)[:1]
+        if not self.failed and x[0] < 0:
+            self.failed.append(True)
+            raise FloatingPointError("a failed backward")
+        return dout * self.weight.data
+
+
+def test_a_failed_backward_leaves_no_gradient_behind():
+    """A replica's backward that raises after adding to its .grad: the error reaches the caller, and the next
+    step's gradient is that step's alone."""
+    module = FailsOnce()
+    net = nn.DataParallel(module, 2)
+    net(np.array([1.0, -1.0]))
+    with pytest.raises(FloatingPointError, match="a failed backward"):
+        net.backward(np.ones(2))
+    module.zero_grad()
+    net(np.array([2.0, 3.0]))
+    net.backward(np.ones(2))
+    np.testing.assert_array_equal(module.weight.grad, [5.0])
+
+
+def test_evaluation_draws_nothing_from_the_modules_generator():
+    """Dropout is off in evaluation, so an evaluation pass leaves the module's random stream where it was."""
+    model = conv_net(dropout=0.5)
+    state = copy.deepcopy(model[4].rng.bit_generator.state)
+    model.eval()
+    nn.DataParallel(model, 2)(np.ones((4, 2, 4, 4)))
+    assert model[4].rng.bit_generator.state == state

@@ -19,7 +19,8 @@ What a replica is (as in ``torch.nn.DataParallel``):
   refreshed before every forward: the statistics the replicas see are the
   module's, and only the module's own chunk updates them;
 * its dropout masks come from a random stream of its own, seeded before
-  every forward with a number drawn from the module's generator: no two
+  every forward in training mode with a number drawn from the module's
+  generator (evaluation draws nothing, as dropout is then off): no two
   chunks draw the same masks, and a run replays exactly from the module's
   generator state (a resumed checkpoint, a gradient check).
 
@@ -73,7 +74,7 @@ class DataParallel(Module):
         self.module = module
         self.replicas = int(replicas)
         object.__setattr__(self, "_copies", [])      # the replicas after the module (not registered: no parameters)
-        object.__setattr__(self, "_pool", None)      # worker threads, started at the first parallel call
+        object.__setattr__(self, "_threads", [])     # one worker thread per replica, started when first needed
         object.__setattr__(self, "_sizes", None)     # chunk sizes of the last forward, for its backward
 
     # ------------------------------------------------------------ replicas
@@ -101,16 +102,15 @@ class DataParallel(Module):
     def __getstate__(self):
         # A copy (copy.deepcopy, as gradcheck.check_module makes) gets fresh replicas and threads of its own.
         state = dict(self.__dict__)
-        state.update(_copies=[], _pool=None, _sizes=None)
+        state.update(_copies=[], _threads=[], _sizes=None)
         return state
 
     def _run(self, calls):
-        """Run ``calls`` (one per chunk; the first in this thread) and return their results in order."""
-        if len(calls) == 1:
-            return [calls[0]()]
-        if self._pool is None:
-            object.__setattr__(self, "_pool", ThreadPoolExecutor(self.replicas - 1, thread_name_prefix="replica"))
-        futures = [self._pool.submit(call) for call in calls[1:]]
+        """Run ``calls`` (one per chunk: the module's in this thread, replica k's in its own thread, so that its
+        forward and backward meet the same per-thread work arrays) and return their results in order."""
+        while len(self._threads) < len(calls) - 1:
+            self._threads.append(ThreadPoolExecutor(1, thread_name_prefix=f"replica{len(self._threads) + 1}"))
+        futures = [thread.submit(call) for thread, call in zip(self._threads, calls[1:])]
         try:
             first = calls[0]()
         finally:
@@ -139,7 +139,12 @@ class DataParallel(Module):
         object.__setattr__(self, "_sizes", None)
         starts = np.cumsum([0] + sizes)
         models = [self.module] + self._copies[:len(sizes) - 1]
-        dxs = self._run([(lambda m=m, a=a, b=b: m.backward(dout[a:b])) for m, a, b in zip(models, starts, starts[1:])])
+        try:
+            dxs = self._run([(lambda m=m, a=a, b=b: m.backward(dout[a:b])) for m, a, b in zip(models, starts, starts[1:])])
+        except BaseException:
+            for replica in models[1:]:               # no half-summed gradient may reach the next step
+                replica.zero_grad()
+            raise
         for replica in models[1:]:                   # the whole batch's gradient lands in the module's .grad
             for p, q in zip(self.module.parameters(), replica.parameters()):
                 p.grad += q.grad
@@ -158,7 +163,7 @@ def _sync(module: Module, replica: Module) -> None:
     for m, r in zip(module.modules(), replica.modules()):
         object.__setattr__(r, "training", m.training)
         for name, value in vars(m).items():
-            if isinstance(value, np.random.Generator):     # dropout's masks (generators live on the host)
+            if m.training and isinstance(value, np.random.Generator):   # dropout's masks (generators live on the host)
                 object.__setattr__(r, name, np.random.default_rng(int(value.integers(2**63))))
         for name, p in m._parameters.items():
             q = r._parameters[name]
