@@ -144,3 +144,49 @@ def test_softmax_bad_dim():
         nn.ReLU()(np.zeros((2, 3), dtype=np.int32))
     with pytest.raises(RuntimeError, match="needs a forward"):
         nn.Tanh().backward(np.zeros(3))
+
+
+# ------------------------------------------------------------------------------------------------ GELU
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("shape", [(0, 3), (1, 1), (4, 5), (2, 3, 3), (3, 1, 2, 2)])
+def test_gelu_gradcheck(xp, approximate, shape):
+    """Eqs. A4' and A5' against centred finite differences, on every backend, empty batches included."""
+    x = xp.asarray(np.random.default_rng(0).standard_normal(shape) * 2)
+    report = check_module(nn.GELU(approximate), x, verbose=False)
+    assert report.passed, str(report)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(x=arrays(np.float64, st.integers(1, 12), elements=st.floats(-12, 12)), approximate=st.sampled_from(["none", "tanh"]))
+def test_gelu_matches_torch_everywhere(x, approximate):
+    """Values and gradients equal torch.nn.functional.gelu's in both forms, far into both tails."""
+    torch = pytest.importorskip("torch")
+    dout = np.linspace(-1.0, 2.0, x.size)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.functional.gelu(xt, approximate=approximate)
+    yt.backward(torch.tensor(dout))
+    layer = nn.GELU(approximate)
+    np.testing.assert_allclose(layer(x), yt.detach().numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(layer.backward(dout), xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_gelu_values_by_hand(xp):
+    """GELU(0) = 0, GELU(x) → x for large x and → 0 for very negative x; Φ(1) from the normal table; the tanh form
+    stays within 4.7e-4 of the exact one; float32 in, float32 out."""
+    x = xp.asarray([0.0, 1.0, 8.0, -8.0])
+    exact, _ = F.gelu_forward(x)
+    np.testing.assert_allclose(backend.to_numpy(exact), [0.0, 0.8413447460685429, 8.0, 0.0], atol=1e-14)
+    grid = xp.asarray(np.linspace(-6, 6, 1201))
+    gap = backend.to_numpy(F.gelu_forward(grid, "tanh")[0] - F.gelu_forward(grid)[0])
+    assert np.abs(gap).max() < 4.8e-4
+    out, cache = F.gelu_forward(xp.asarray([[0.5, -0.5]], dtype=np.float32), "tanh")
+    assert out.dtype == np.float32 and F.gelu_backward(xp.ones((1, 2), dtype=np.float32), cache).dtype == np.float32
+
+
+def test_gelu_errors():
+    with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh'"):
+        nn.GELU("erf")
+    layer = nn.GELU()
+    layer(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="gelu_backward"):
+        layer.backward(np.zeros((3, 2)))

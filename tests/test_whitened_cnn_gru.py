@@ -24,7 +24,8 @@ def tiny(rng, **overrides):
     return model, x
 
 
-@pytest.mark.parametrize("overrides", [{}, dict(whiten=False, readout="mean", dropout=0.3, num_layers=2)])
+@pytest.mark.parametrize("overrides", [{}, dict(whiten=False, readout="mean", dropout=0.3, num_layers=2),
+                                       dict(activation="gelu")])
 def test_whole_model_gradcheck(xp, overrides):
     model, x = tiny(np.random.default_rng(1), **overrides)
     report = check_module(model, xp.asarray(x), verbose=False)
@@ -156,3 +157,17 @@ def test_bad_arguments():
         WhitenedCNNGRU(image_size=8, widths=(4, 4, 4))
     with pytest.raises(ValueError, match="whiten_kernel"):
         WhitenedCNNGRU(whiten_kernel=0)
+
+
+def test_gelu_takes_every_relus_place():
+    """activation="gelu": airbench's GELU (PyTorch's tanh form) after the whitening and in every block, none of
+    the ReLUs left; the choice is kept in the model's config; an unknown name is refused."""
+    relu = WhitenedCNNGRU(**TINY, rng=1)
+    gelu = WhitenedCNNGRU(**TINY, activation="gelu", rng=1)
+    kinds = [type(m).__name__ for m in relu.modules()]
+    assert [k.replace("ReLU", "GELU") for k in kinds] == [type(m).__name__ for m in gelu.modules()]
+    assert kinds.count("ReLU") == 4
+    assert all(m.approximate == "tanh" for m in gelu.modules() if isinstance(m, nn.GELU))
+    assert gelu.config["activation"] == "gelu" and relu.config["activation"] == "relu"
+    with pytest.raises(ValueError, match="activation must be one of 'relu', 'gelu'"):
+        WhitenedCNNGRU(**TINY, activation="swish")

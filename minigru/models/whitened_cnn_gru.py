@@ -31,28 +31,33 @@ in ``state_dict`` as buffers, so a loaded model needs nothing else.
 from __future__ import annotations
 
 from .. import backend
-from ..nn import BatchNorm2d, Conv2d, MaxPool2d, PatchWhitening, ReLU, Sequential, init
+from ..nn import GELU, BatchNorm2d, Conv2d, MaxPool2d, PatchWhitening, ReLU, Sequential, init
 from .._checks import positive_int
 from .blocks import ImageToSequence, block_convs, check_widths, image_hw
 from .head import RecurrentClassifier
 
-__all__ = ["WhitenedCNNGRU", "pool_first_block"]
+__all__ = ["WhitenedCNNGRU", "pool_first_block", "ACTIVATIONS"]
+
+ACTIVATIONS = {"relu": ReLU, "gelu": lambda: GELU(approximate="tanh")}
+"""The ``activation`` choices: ReLU, or airbench's GELU in PyTorch's tanh form (eq. A5, a few ufunc passes)."""
 
 
-def pool_first_block(in_channels: int, out_channels: int, convs: int, *, bn_momentum=0.1, rng=None,
-                     dtype=None) -> list:
+def pool_first_block(in_channels: int, out_channels: int, convs: int, *, bn_momentum=0.1, activation="relu",
+                     rng=None, dtype=None) -> list:
     """Conv3x3 -> BN -> MaxPool2 -> ReLU, then (convs - 1) x [Conv3x3 -> BN -> ReLU] at the pooled size.
 
     (N, in_channels, H, W) -> (N, out_channels, H // 2, W // 2). The convolutions have no bias (the batch
-    norm's shift replaces it). ReLU after the pooling equals ReLU before it (docs/models.md, "The conv block").
-    ``bn_momentum`` is the batch norms' ``momentum`` (torch's meaning: the weight of each batch in the running
-    statistics).
+    norm's shift replaces it). ReLU after the pooling equals ReLU before it (docs/models.md, "The conv block");
+    ``activation="gelu"`` puts GELU in each ReLU's place, after the pooling as in airbench (GELU is not
+    monotonic, so there the order is a choice, airbench's). ``bn_momentum`` is the batch norms' ``momentum``
+    (torch's meaning: the weight of each batch in the running statistics).
     """
+    act = ACTIVATIONS[activation]
     layers = [Conv2d(in_channels, out_channels, 3, padding=1, bias=False, rng=rng, dtype=dtype),
-              BatchNorm2d(out_channels, momentum=bn_momentum, dtype=dtype), MaxPool2d(2), ReLU()]
+              BatchNorm2d(out_channels, momentum=bn_momentum, dtype=dtype), MaxPool2d(2), act()]
     for _ in range(convs - 1):
         layers += [Conv2d(out_channels, out_channels, 3, padding=1, bias=False, rng=rng, dtype=dtype),
-                   BatchNorm2d(out_channels, momentum=bn_momentum, dtype=dtype), ReLU()]
+                   BatchNorm2d(out_channels, momentum=bn_momentum, dtype=dtype), act()]
     return layers
 
 
@@ -81,6 +86,8 @@ class WhitenedCNNGRU(RecurrentClassifier):
         keep torch's default draw). False (the default): torch's default draw for every filter.
     bn_momentum : the batch norms' ``momentum``, torch's meaning (0.1, torch's default; airbench uses 0.4, so
         that the running statistics follow the weights closely, which its lookahead needs).
+    activation : ``"relu"`` (the default) or ``"gelu"``: airbench's GELU, in PyTorch's tanh form, after the
+        whitening and in every block (:data:`ACTIVATIONS`).
     rng, dtype : initial weights and dropout masks; parameter dtype.
 
     Shapes: x (N, in_channels, H, W) -> logits (N, num_classes); backward(dlogits) -> dx like x.
@@ -89,7 +96,7 @@ class WhitenedCNNGRU(RecurrentClassifier):
     def __init__(self, num_classes=10, in_channels=3, image_size=32, whiten=True, whiten_kernel=2, whiten_eps=5e-4,
                  whiten_stride=1, widths=(32, 64, 128), convs_per_block=1, hidden_size=128, num_layers=1,
                  bidirectional=True, dropout=0.0, reset_after=True, readout="final", input_grad=True,
-                 dirac_init=False, bn_momentum=0.1, *, rng=None, dtype=None):
+                 dirac_init=False, bn_momentum=0.1, activation="relu", *, rng=None, dtype=None):
         super().__init__()
         name = type(self).__name__
         widths = check_widths(name, widths)
@@ -103,6 +110,9 @@ class WhitenedCNNGRU(RecurrentClassifier):
         if map_h < 1 or map_w < 1:
             raise ValueError(f"{name}: a {height}x{width} image is too small for a {kernel}x{kernel} whitening "
                              f"and {len(widths)} blocks that each halve it; use fewer widths")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"{name}: activation must be one of {', '.join(map(repr, ACTIVATIONS))}, "
+                             f"got {activation!r}")
         rng = backend.make_rng(rng)
         self.config = dict(num_classes=positive_int(name, "num_classes", num_classes),
                            in_channels=positive_int(name, "in_channels", in_channels),
@@ -111,18 +121,18 @@ class WhitenedCNNGRU(RecurrentClassifier):
                            widths=list(widths), convs_per_block=list(convs), hidden_size=int(hidden_size),
                            num_layers=int(num_layers), bidirectional=bool(bidirectional), dropout=float(dropout),
                            reset_after=bool(reset_after), readout=readout, input_grad=bool(input_grad),
-                           dirac_init=bool(dirac_init), bn_momentum=float(bn_momentum))
+                           dirac_init=bool(dirac_init), bn_momentum=float(bn_momentum), activation=activation)
         self.sequence_length = map_w
         if whiten:
             self.whiten = PatchWhitening(in_channels, kernel, stride, eps=whiten_eps, negate=True, dtype=dtype)
         else:   # the ablation: an ordinary, trained convolution of the same shape in its place
             self.whiten = Conv2d(in_channels, 2 * in_channels * kernel * kernel, kernel, stride, bias=False,
                                  input_grad=bool(input_grad), rng=rng, dtype=dtype)
-        self.whiten_relu = ReLU()
+        self.whiten_relu = ACTIVATIONS[activation]()     # (named for the ReLU it usually is)
         layers, channels = [], self.whiten.out_channels
         for out_channels, count in zip(widths, convs):
-            layers += pool_first_block(channels, out_channels, count, bn_momentum=bn_momentum, rng=rng,
-                                       dtype=dtype)
+            layers += pool_first_block(channels, out_channels, count, bn_momentum=bn_momentum,
+                                       activation=activation, rng=rng, dtype=dtype)
             channels = out_channels
         self.features = Sequential(*layers)
         if dirac_init:

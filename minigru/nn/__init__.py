@@ -2,7 +2,7 @@
 from . import init  # noqa: F401
 from .module import Module, ModuleList, Parameter, Sequential, is_grad_enabled, no_grad  # noqa: F401
 from .linear import Flatten, Identity, Linear  # noqa: F401
-from .activation import ReLU, Sigmoid, Softmax, Tanh  # noqa: F401
+from .activation import GELU, ReLU, Sigmoid, Softmax, Tanh  # noqa: F401
 from .dropout import Dropout  # noqa: F401
 from .normalization import BatchNorm1d, BatchNorm2d  # noqa: F401
 from .loss import CrossEntropyLoss  # noqa: F401

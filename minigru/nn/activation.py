@@ -1,11 +1,11 @@
-"""Elementwise activation layers and Softmax over the kernels of :mod:`minigru.functional` (eqs. A1-A3, S1)."""
+"""Elementwise activation layers and Softmax over the kernels of :mod:`minigru.functional` (eqs. A1-A5, S1)."""
 from __future__ import annotations
 
 from .. import functional as F
 from .._checks import check_float_input
 from .module import Module
 
-__all__ = ["ReLU", "Tanh", "Sigmoid", "Softmax"]
+__all__ = ["ReLU", "Tanh", "Sigmoid", "GELU", "Softmax"]
 
 
 class _Elementwise(Module):
@@ -40,6 +40,33 @@ class Sigmoid(_Elementwise):
 
     _forward = staticmethod(F.sigmoid_forward)
     _backward = staticmethod(F.sigmoid_backward)
+
+
+class GELU(Module):
+    """out = x · Φ(x) (eq. A4), Φ the standard normal distribution function; any shape.
+
+    ``approximate="none"`` (PyTorch's default) is exact, with erf computed element by element (NumPy has
+    none): slow, for gradient checks and small models. ``approximate="tanh"`` is PyTorch's tanh form
+    (eq. A5): a few ufunc passes, the form to train with. airbench's networks use GELU where the
+    models here use ReLU.
+    """
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        F.check_gelu_approximate(approximate)
+        self.approximate = approximate
+
+    def forward(self, x):
+        check_float_input(self, x)
+        out, cache = F.gelu_forward(x, self.approximate)
+        self._save_cache(cache)
+        return out
+
+    def backward(self, dout):
+        return F.gelu_backward(dout, self._pop_cache())
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
 
 
 class Softmax(Module):
