@@ -201,9 +201,9 @@ def test_bad_bias_scale_is_one_line(tmp_path, capsys):
 
 
 def test_hour_recipe_trains_with_airbenchs_optimisation_ingredients(tmp_path):
-    """cnn-gru-hour's recipe (docs/models.md, "The hour recipe, measured") trains batch norm's shifts at 64 x lr
-    with its scales fixed at 1, batch-norm momentum 0.4, Lookahead and alternating flips; each option turns its
-    part back off, and cnn-gru-fast's recipe has none of them."""
+    """cnn-gru-hour's recipe (docs/models.md, "The hour recipe, measured") trains on two replicas, with batch
+    norm's shifts at 64 x lr and its scales fixed at 1, batch-norm momentum 0.4, Lookahead and alternating flips;
+    each option turns its part back off, and cnn-gru-fast's recipe has none of them."""
     from minigru.nn import BatchNorm2d
     parse = cli.build_parser().parse_args
     hour = ["train", "--model", "cnn-gru-hour", "--dataset", "synthetic-shapes", "--limit-train", "32",
@@ -212,6 +212,8 @@ def test_hour_recipe_trains_with_airbenchs_optimisation_ingredients(tmp_path):
     config = cli_run.resolve_config(parse(hour))
     assert (config["bn_bias_lr_scale"], config["freeze_bn_weight"], config["lookahead"]) == (64.0, True, True)
     assert config["model_args"]["bn_momentum"] == 0.4 and config["augment"] == "translate-altflip"
+    assert (config["replicas"], config["epochs"]) == (2, 1)     # two replicas; --epochs 1 overrides its 13
+    assert cli_run.registry.default_recipe("cnn-gru-hour")["epochs"] == 13
     model = cli_run.registry.build_model("cnn-gru-hour", rng=0, **config["model_args"])
     norms = [m for m in model.modules() if isinstance(m, BatchNorm2d)]
     assert norms and all(m.momentum == 0.4 for m in norms)
@@ -226,6 +228,7 @@ def test_hour_recipe_trains_with_airbenchs_optimisation_ingredients(tmp_path):
     assert off["model_args"]["bn_momentum"] == 0.1 and off["augment"] == "translate-flip"
     fast = cli_run.resolve_config(parse(["train", *TINY]))
     assert (fast["bn_bias_lr_scale"], fast["freeze_bn_weight"], fast["lookahead"]) == (1.0, False, False)
+    assert fast["replicas"] == 1
     assert fast["model_args"]["bn_momentum"] == 0.1 and fast["augment"] == "translate-flip"
 
 
