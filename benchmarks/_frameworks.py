@@ -195,18 +195,16 @@ class MinigruRunner(_Runner):
 
     def __init__(self, backend="numpy", tune_memory=False, optimize=True, replicas=1, threads=None):
         import minigru  # noqa: PLC0415
+        import minigru.perf  # noqa: PLC0415
         self.backend = backend
         self.replicas = replicas
         if replicas > 1 and backend == "numpy":
             # The cores go to the replicas: each one's BLAS gets its share of them (threads // replicas, at least 1).
             import threadpoolctl  # noqa: PLC0415
-
-            import minigru.perf  # noqa: PLC0415
             cores = threads or minigru.perf.cpu_count()
             self.blas_limit = threadpoolctl.threadpool_limits(max(1, cores // replicas), user_api="blas")
         self.tuned = {}
         if tune_memory and backend == "numpy":
-            import minigru.perf  # noqa: PLC0415
             self.tuned = minigru.perf.tune_host_memory()
         if backend == "cupy":
             minigru.set_backend("cupy")      # raises a clear BackendUnavailableError without a GPU

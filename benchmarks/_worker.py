@@ -70,7 +70,7 @@ def serve(args):
     try:
         runner = _frameworks.make_runner(args.framework, args.backend, threads=args.threads,
                                          tune_memory=args.tune_memory, optimize=not args.plain_models,
-                                         replicas=args.replicas)
+                                     replicas=args.replicas)
     except Exception as err:  # a missing GPU, torch or CuPy: say so and stop
         answers.write(json.dumps({"ok": False, "error": f"{type(err).__name__}: {err}"}) + "\n")
         return 2
@@ -105,7 +105,7 @@ def memory(args):
     """Peak memory of ``steps`` training steps at batch ``batch`` in this fresh process, as JSON on stdout."""
     runner = _frameworks.make_runner(args.framework, args.backend, threads=args.threads,
                                      tune_memory=args.tune_memory, optimize=not args.plain_models,
-                                         replicas=args.replicas)
+                                     replicas=args.replicas)
     params = {"model": args.model, "B": args.batch, "optimizer": args.optimizer}
     runner.setup("mem", "step", params)
     result = {"framework": args.framework, "model": args.model, "batch": args.batch, "steps": args.steps,

@@ -42,7 +42,7 @@ class Sigmoid(_Elementwise):
     _backward = staticmethod(F.sigmoid_backward)
 
 
-class GELU(Module):
+class GELU(_Elementwise):
     """out = x · Φ(x) (eq. A4), Φ the standard normal distribution function; any shape.
 
     ``approximate="none"`` (PyTorch's default) is exact, with erf computed element by element (NumPy has
@@ -51,19 +51,15 @@ class GELU(Module):
     models here use ReLU.
     """
 
+    _backward = staticmethod(F.gelu_backward)
+
     def __init__(self, approximate: str = "none"):
         super().__init__()
         F.check_gelu_approximate(approximate)
         self.approximate = approximate
 
-    def forward(self, x):
-        check_float_input(self, x)
-        out, cache = F.gelu_forward(x, self.approximate)
-        self._save_cache(cache)
-        return out
-
-    def backward(self, dout):
-        return F.gelu_backward(dout, self._pop_cache())
+    def _forward(self, x):
+        return F.gelu_forward(x, self.approximate)
 
     def extra_repr(self):
         return f"approximate={self.approximate!r}"
