@@ -64,13 +64,18 @@ def framework_info(runner):
     return info
 
 
+def _runner(args):
+    """The runner of ``args.framework`` set up as the command line asks (serve and memory alike)."""
+    return _frameworks.make_runner(args.framework, args.backend, threads=args.threads,
+                                   tune_memory=args.tune_memory, optimize=not args.plain_models,
+                                   replicas=args.replicas)
+
+
 def serve(args):
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())   # stray prints (C or Python) go to stderr
     try:
-        runner = _frameworks.make_runner(args.framework, args.backend, threads=args.threads,
-                                         tune_memory=args.tune_memory, optimize=not args.plain_models,
-                                     replicas=args.replicas)
+        runner = _runner(args)
     except Exception as err:  # a missing GPU, torch or CuPy: say so and stop
         answers.write(json.dumps({"ok": False, "error": f"{type(err).__name__}: {err}"}) + "\n")
         return 2
@@ -103,9 +108,7 @@ def serve(args):
 
 def memory(args):
     """Peak memory of ``steps`` training steps at batch ``batch`` in this fresh process, as JSON on stdout."""
-    runner = _frameworks.make_runner(args.framework, args.backend, threads=args.threads,
-                                     tune_memory=args.tune_memory, optimize=not args.plain_models,
-                                     replicas=args.replicas)
+    runner = _runner(args)
     params = {"model": args.model, "B": args.batch, "optimizer": args.optimizer}
     runner.setup("mem", "step", params)
     result = {"framework": args.framework, "model": args.model, "batch": args.batch, "steps": args.steps,
