@@ -47,7 +47,7 @@ from .._checks import check_grad_shape
 from .._checks import pair as _pair
 from ..backend import get_array_module
 from . import _workspace
-from .winograd import conv_algorithm, winograd_conv2d_backward, winograd_conv2d_forward
+from .winograd import WINOGRAD_OUTPUT_BLOCK, conv_algorithm, winograd_conv2d_backward, winograd_conv2d_forward
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "Conv2dCache"]
 
@@ -325,8 +325,8 @@ class Conv2dCache(NamedTuple):
     x_shape: tuple      # (N, C, H, W)
     stride: object
     padding: object
-    algorithm: str = "im2col"   # "im2col" or "winograd", never "auto"
-    tiles: object = None        # Winograd: the transformed input tiles (16, C, tiles*N), eq. W5
+    algorithm: str = "im2col"   # "im2col", "winograd" or "winograd4", never "auto"
+    tiles: object = None        # Winograd F(m x m, 3 x 3): the transformed input tiles (t², C, tiles*N), eq. W5
 
 
 def _check_conv_inputs(x, weight, bias):
@@ -356,8 +356,9 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, *, algorithm="auto"):
     - weight: (K, C, kh, kw)
     - bias: (K,) or None
     - stride: int or (sh, sw); padding: int, (ph, pw), "same" or "valid" (torch's meaning)
-    - algorithm: "im2col", "winograd" (3x3, stride 1: :mod:`minigru.functional.winograd`, eqs. W5-W8) or
-      "auto": Winograd where it is valid and measured faster (:func:`~minigru.functional.winograd.conv_algorithm`)
+    - algorithm: "im2col", "winograd" (F(2x2, 3x3)), "winograd4" (F(4x4, 3x3); both 3x3, stride 1:
+      :mod:`minigru.functional.winograd`, eqs. W5-W12) or "auto": Winograd F(2x2, 3x3) where it is valid and
+      measured faster (:func:`~minigru.functional.winograd.conv_algorithm`)
 
     Returns (out, cache):
     - out: (N, K, Ho, Wo), Ho = (H + 2*ph - kh) // sh + 1, Wo likewise
@@ -368,10 +369,10 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, *, algorithm="auto"):
     K, C, kh, kw = weight.shape
     N = x.shape[0]
     g = conv_geometry(x.shape, (kh, kw), stride, padding)
-    if conv_algorithm(algorithm, (kh, kw), (g.sh, g.sw), C, K, N) == "winograd":
-        out, tiles = winograd_conv2d_forward(x, weight, bias, g.pads)
-        return out, Conv2dCache(None, weight, bias is not None, tuple(x.shape), stride, padding,
-                                "winograd", tiles)
+    chosen = conv_algorithm(algorithm, (kh, kw), (g.sh, g.sw), C, K, N)
+    if chosen in WINOGRAD_OUTPUT_BLOCK:
+        out, tiles = winograd_conv2d_forward(x, weight, bias, g.pads, m=WINOGRAD_OUTPUT_BLOCK[chosen])
+        return out, Conv2dCache(None, weight, bias is not None, tuple(x.shape), stride, padding, chosen, tiles)
     cols = im2col(x, kh, kw, stride, padding, merge_batch=True)    # (C*kh*kw, N*Ho*Wo)
     w_mat = weight.reshape(K, C * kh * kw)
     out_mat = xp.empty((K, N * g.Ho * g.Wo), dtype=x.dtype)   # fresh: see "Memory" in the module docstring
@@ -402,7 +403,7 @@ def conv2d_backward(dout, cache, need_dx=True):
     - dweight: (K, C, kh, kw) = dout_mat @ cols^T                 (eq. C6)
     - dbias: (K,) or None     = sum of dout over n, a, b          (eq. C7)
     where dout_mat: (K, N*Ho*Wo) is dout with the batch axis moved after K. After a Winograd forward pass
-    (``cache.algorithm == "winograd"``) dx and dweight are Winograd's too (eqs. W8, W9), from the saved
+    (``cache.algorithm`` "winograd" or "winograd4") dx and dweight are Winograd's too (eqs. W8, W9), from the saved
     transformed input tiles (:func:`~minigru.functional.winograd.winograd_conv2d_backward`).
     """
     cols, weight, has_bias, x_shape = cache.cols, cache.weight, cache.has_bias, cache.x_shape
@@ -415,8 +416,9 @@ def conv2d_backward(dout, cache, need_dx=True):
     check_grad_shape("conv2d_backward", "dout", dout, (N, K, g.Ho, g.Wo))
     if dout.dtype != saved.dtype:
         raise TypeError(f"conv2d_backward: dout is {dout.dtype} but the forward pass ran in {saved.dtype}")
-    if cache.algorithm == "winograd":
-        return winograd_conv2d_backward(dout, saved, weight, x_shape, g.pads, has_bias, need_dx)
+    if cache.algorithm in WINOGRAD_OUTPUT_BLOCK:
+        return winograd_conv2d_backward(dout, saved, weight, x_shape, g.pads, has_bias, need_dx,
+                                        m=WINOGRAD_OUTPUT_BLOCK[cache.algorithm])
     w_mat = weight.reshape(K, C * kh * kw)
     dout_mat = xp.empty((K, N, g.Ho, g.Wo), dtype=cols.dtype)
     dout_mat[...] = dout.transpose(1, 0, 2, 3)

@@ -1,33 +1,39 @@
-"""Winograd F(2x2, 3x3) convolution for 3x3, stride-1 layers (docs/derivations.md §W, eqs. W1-W9).
+"""Winograd convolution for 3x3, stride-1 layers: F(2x2, 3x3) and F(4x4, 3x3) (docs/derivations.md §W,
+eqs. W1-W12).
 
 im2col spends 9·C multiplies (and adds) per output pixel and filter (eq. C5). Winograd's minimal
-filtering algorithm computes a 2x2 block of outputs from a 4x4 tile of the input with 16
-multiplies instead of 36 (eq. W7), 2.25x fewer, after cheap linear transforms of the tile
-(additions only) and of the filter (done once per call). Summed over the input channels, the
-16 elementwise products become 16 independent matrix products (eq. W6)::
+filtering algorithm F(m x m, 3 x 3) computes an m x m block of outputs from a t x t tile of the input,
+t = m + 2, with t² multiplies instead of 9·m² (eqs. W7, W12) after cheap linear transforms of the tile
+and of the filter (done once per call): F(2x2, 3x3) (``algorithm="winograd"``) 16 for 4 outputs, 2.25x
+fewer; F(4x4, 3x3) (``algorithm="winograd4"``) 36 for 16 outputs, 4x fewer, with transforms that hold
+larger coefficients and so round more. The matrices and the way they are applied to whole arrays live in
+:mod:`minigru.functional.winograd_transforms`; the kernels here take the variant's m. Summed over the
+input channels, the t² elementwise products become t² independent matrix products (eq. W6)::
 
-    M[u] = U[u] @ V[u]      U: (16, K, C) filters,  V: (16, C, P) input tiles,  M: (16, K, P)
+    M[u] = U[u] @ V[u]      U: (t², K, C) filters,  V: (t², C, P) input tiles,  M: (t², K, P)
 
-with P = N · tiles per image, so the work still runs in BLAS, and the transforms are additions
-over whole arrays. The input gradient of a stride-1 3x3 layer is itself a stride-1 3x3
-correlation (eq. W8), so it reuses the same routine, and the weight gradient is the adjoint of
-the forward pass in the filters (eq. W9): 16 more matrix products, with the same saving.
+with P = N · tiles per image, so the work still runs in BLAS, and the transforms are additions (and a
+few multiplications by small integers) over whole arrays. The input gradient of a stride-1 3x3 layer is
+itself a stride-1 3x3 correlation (eq. W8), so it reuses the same routine, and the weight gradient is the
+adjoint of the forward pass in the filters (eq. W9): t² more matrix products, with the same saving.
 
 Layout: the kernels work on images stored channels first and batch last, (C, H, W, N) ("CHWN").
-Every slice they take (every other row, every other column of a tile grid) then keeps the batch
-axis as its contiguous inner run, N numbers long, instead of rows of 2 to 8 numbers, which NumPy
-would pay a fixed cost for each. The conversion from and to (N, C, H, W) is one transposing copy
-at each end, the same copy that im2col's layout costs (functional/conv.py).
+Every slice they take (every m-th row, every m-th column of a tile grid) then keeps the batch axis as
+its contiguous inner run, N numbers long, instead of rows of 2 to 8 numbers, which NumPy would pay a
+fixed cost for each. The conversion from and to (N, C, H, W) is one transposing copy at each end, the
+same copy that im2col's layout costs (functional/conv.py).
 
-What the forward pass keeps for the backward pass is the transformed input V (16, C, th·tw·N),
-for th x tw tiles per image: 4x the input (a little more for odd sizes), where im2col keeps its
-columns, 9x. The weight gradient needs exactly V (eq. W9).
+What the forward pass keeps for the backward pass is the transformed input V (t², C, th·tw·N), for
+th x tw tiles per image: (t/m)² times the input, 4x for F(2x2, 3x3) and 2.25x for F(4x4, 3x3) (more
+for sizes that are not multiples of m), where im2col keeps its columns, 9x. The weight gradient needs
+exactly V (eq. W9).
 
 Shapes::
 
     x        (N, C, H, W)         weight  (K, C, 3, 3)        out  (N, K, Ho, Wo)
     pads     (top, bottom, left, right), as functional.conv.conv_geometry gives them
-    Ho = H + top + bottom - 2, Wo likewise; th = ceil(Ho / 2), tw = ceil(Wo / 2) tiles
+    m        2 or 4, the output block; t = m + 2 the tile
+    Ho = H + top + bottom - 2, Wo likewise; th = ceil(Ho / m), tw = ceil(Wo / m) tiles
 """
 from __future__ import annotations
 
@@ -36,16 +42,21 @@ import numpy as np
 from .._checks import pair
 from ..backend import get_array_module
 from . import _workspace
+from .winograd_transforms import apply_transform, transform_plan, winograd_variant
 
-# (the matrices BT, G, AT are read as minigru.functional.winograd.BT etc., not re-exported)
-__all__ = ["WINOGRAD_MIN_CHANNELS", "WINOGRAD_MIN_BATCH", "conv_algorithm", "winograd_filter_transform", "winograd_correlate",
-           "winograd_conv2d_forward", "winograd_conv2d_backward"]
+__all__ = ["WINOGRAD_MIN_CHANNELS", "WINOGRAD_MIN_BATCH", "WINOGRAD_OUTPUT_BLOCK", "conv_algorithm",
+           "winograd_filter_transform", "winograd_correlate", "winograd_conv2d_forward", "winograd_conv2d_backward"]
 
-ALGORITHMS = ("auto", "im2col", "winograd")
-"""The values of the ``algorithm`` argument of conv2d_forward and Conv2d."""
+ALGORITHMS = ("auto", "im2col", "winograd", "winograd4")
+"""The values of the ``algorithm`` argument of conv2d_forward and Conv2d: ``"im2col"`` (eqs. C4-C9),
+``"winograd"`` (F(2x2, 3x3)), ``"winograd4"`` (F(4x4, 3x3); both 3x3 stride-1 only) and ``"auto"``
+(:func:`conv_algorithm`)."""
+
+WINOGRAD_OUTPUT_BLOCK = {"winograd": 2, "winograd4": 4}
+"""m, the side of the output block, of each Winograd algorithm: F(m x m, 3 x 3)."""
 
 WINOGRAD_MIN_CHANNELS = 64
-"""``algorithm="auto"`` runs Winograd for a 3x3, stride-1 layer when both its input and output channel
+"""``algorithm="auto"`` runs Winograd F(2x2, 3x3) for a 3x3, stride-1 layer when both its input and output channel
 counts are at least this. Per output pixel the GEMMs save 9·C·K - 4·C·K multiply-adds, while the
 transforms add about 6·C + 6·K memory-bound additions and copies (docs/derivations.md §W, "What it
 costs"), so the gain grows with the channel counts; the measurements behind the value are in
@@ -56,32 +67,21 @@ WINOGRAD_MIN_BATCH = 32
 slice arrays whose contiguous inner run is the batch (module docstring, "Layout"), so a small batch
 pays NumPy's fixed cost per short run (docs/performance.md, item 9)."""
 
-# Lavin & Gray (2016), "Fast algorithms for convolutional neural networks", F(2, 3): interpolation
-# at the points 0, 1, -1 and infinity (eqs. W1-W4). One 1-D output pair is y = AT [(G g) * (BT d)].
-BT = np.array([[1, 0, -1, 0],
-               [0, 1, 1, 0],
-               [0, -1, 1, 0],
-               [0, 1, 0, -1]], dtype=np.float64)   # (4, 4) input-tile transform
-G = np.array([[1, 0, 0],
-              [0.5, 0.5, 0.5],
-              [0.5, -0.5, 0.5],
-              [0, 0, 1]], dtype=np.float64)         # (4, 3) filter transform
-AT = np.array([[1, 1, 1, 0],
-               [0, 1, -1, -1]], dtype=np.float64)   # (2, 4) output transform
-
 
 def conv_algorithm(algorithm, kernel_size, stride, in_channels, out_channels, batch) -> str:
-    """The algorithm a convolution runs, ``"im2col"`` or ``"winograd"``, for ``algorithm`` in :data:`ALGORITHMS`.
+    """The algorithm a convolution runs, ``"im2col"``, ``"winograd"`` or ``"winograd4"``, for ``algorithm`` in
+    :data:`ALGORITHMS`.
 
-    ``"auto"``: Winograd for 3x3 kernels with stride 1, at least :data:`WINOGRAD_MIN_CHANNELS` input and
-    output channels and a batch of at least :data:`WINOGRAD_MIN_BATCH` images, im2col otherwise.
-    ``"winograd"`` for another kernel or stride raises a ValueError.
+    ``"auto"``: Winograd F(2x2, 3x3) for 3x3 kernels with stride 1, at least :data:`WINOGRAD_MIN_CHANNELS`
+    input and output channels and a batch of at least :data:`WINOGRAD_MIN_BATCH` images, im2col otherwise
+    (never ``"winograd4"``: that is chosen by name only). ``"winograd"`` or ``"winograd4"`` for another
+    kernel or stride raises a ValueError.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
     valid = pair(kernel_size, "kernel_size") == (3, 3) and pair(stride, "stride") == (1, 1)
-    if algorithm == "winograd" and not valid:
-        raise ValueError(f"algorithm='winograd' needs a 3x3 kernel with stride 1, got kernel_size="
+    if algorithm in WINOGRAD_OUTPUT_BLOCK and not valid:
+        raise ValueError(f"algorithm={algorithm!r} needs a 3x3 kernel with stride 1, got kernel_size="
                          f"{kernel_size!r}, stride={stride!r}; use 'im2col' or 'auto'")
     if algorithm == "auto":
         big = min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS and batch >= WINOGRAD_MIN_BATCH
@@ -89,56 +89,25 @@ def conv_algorithm(algorithm, kernel_size, stride, in_channels, out_channels, ba
     return algorithm
 
 
-def _combine(xp, coefficients, parts, out) -> None:
-    """out = sum_i coefficients[i] * parts[i], in place, without temporaries.
+def winograd_filter_transform(weight, m=2):
+    """U = G g G^T for every filter (eq. W5): weight (K, C, 3, 3) -> U (t², K, C), contiguous, t = m + 2.
 
-    A row of B^T or A^T has only 0 and ±1 in it, so the transform is additions and subtractions
-    of whole arrays, the first two terms in one pass (``a - b`` rather than ``a``, then ``-= b``).
-    Other coefficients (a deliberately changed matrix in a test) still work.
-    """
-    terms = [(float(c), part) for c, part in zip(coefficients, parts) if c != 0]
-    if not terms:
-        out[...] = 0
-        return
-    (c0, p0), rest = terms[0], terms[1:]
-    if rest and c0 in (1.0, -1.0) and rest[0][0] in (1.0, -1.0) and (c0, rest[0][0]) != (-1.0, -1.0):
-        c1, p1 = rest.pop(0)
-        if c0 == c1:
-            xp.add(p0, p1, out=out)
-        elif c0 == 1.0:
-            xp.subtract(p0, p1, out=out)
-        else:
-            xp.subtract(p1, p0, out=out)
-    elif c0 == 1.0:
-        out[...] = p0
-    else:
-        xp.multiply(p0, c0, out=out)
-    for c, part in rest:
-        if c == 1.0:
-            xp.add(out, part, out=out)
-        elif c == -1.0:
-            xp.subtract(out, part, out=out)
-        else:
-            out += c * part
-
-
-def winograd_filter_transform(weight):
-    """U = G g G^T for every filter (eq. W5): weight (K, C, 3, 3) -> U (16, K, C), contiguous.
-
-    Row u*4 + v of the stack holds entry (u, v) of every filter's 4x4 transform. All K*C filters
-    go through one matrix product with the Kronecker product G ⊗ G (16, 9), whose entry
-    (u*4 + v, i*3 + j) is G[u, i] G[v, j]: that is (G g G^T)[u, v] for the flattened g, and
-    one (16, 9) x (9, K*C) GEMM is much faster than K*C little 4x3 products. G has 0.5 in it,
-    which is exact in binary, so the transform rounds only in its additions.
+    Row u*t + v of the stack holds entry (u, v) of every filter's t x t transform. All K*C filters go
+    through one matrix product with the Kronecker product G ⊗ G (t², 9), whose entry (u*t + v, i*3 + j)
+    is G[u, i] G[v, j]: that is (G g G^T)[u, v] for the flattened g, and one (t², 9) x (9, K*C) GEMM is
+    much faster than K*C little t x 3 products. F(2x2, 3x3)'s G holds halves, exact in binary, so its
+    transform rounds only in its additions; F(4x4, 3x3)'s holds sixths (eq. W10), which round.
     """
     xp = get_array_module(weight)
     K, C = weight.shape[:2]
-    return xp.matmul(_kron_g(xp, weight.dtype), weight.reshape(K * C, 9).T).reshape(16, K, C)
+    t = winograd_variant(m).tile
+    return xp.matmul(_kron_g(xp, weight.dtype, m), weight.reshape(K * C, 9).T).reshape(t * t, K, C)
 
 
-def _kron_g(xp, dtype):
-    """G ⊗ G (16, 9) in ``dtype``: the filter transform of every flattened 3x3 filter at once (read from
-    the module's G at each call, so that a test can change G)."""
+def _kron_g(xp, dtype, m):
+    """G ⊗ G (t², 9) in ``dtype``: the filter transform of every flattened 3x3 filter at once (read from
+    the variant at each call, so that a test can change G)."""
+    G = winograd_variant(m).G
     return xp.asarray(np.kron(G, G), dtype=dtype)
 
 
@@ -153,72 +122,95 @@ def _blocks(channels: int, bytes_per_channel: int):
     return [slice(c0, min(channels, c0 + step)) for c0 in range(0, channels, step)] or [slice(0, 0)]
 
 
-def _input_transform(xpad, th, tw):
-    """V = B^T d B for every 4x4 tile d (eq. W5): xpad (C, 2th+2, 2tw+2, N) -> V (16, C, th*tw*N).
+def _work(tag, plan, shape, like):
+    """The work arrays (plan.buffers, *shape) that :func:`~minigru.functional.winograd_transforms.apply_transform`
+    needs for ``plan`` with outputs of ``shape`` (a reused buffer), or None when it needs none."""
+    return _workspace.scratch(tag, (plan.buffers, *shape), like) if plan.buffers else None
 
-    Tile (ty, tx) starts at row 2*ty, column 2*tx: neighbouring tiles overlap by 2 pixels. Rows
-    first: row i of every tile is the strided view xpad[:, i::2] (th rows); then columns alike.
+
+def _head(work, c, axis=0):
+    """The work arrays for the first c channels (on ``axis`` of each work array) of a block: a view."""
+    return None if work is None else work[(slice(None),) * (axis + 1) + (slice(0, c),)]
+
+
+def _input_transform(xpad, th, tw, m):
+    """V = B^T d B for every t x t tile d (eq. W5): xpad (C, m*th+2, m*tw+2, N) -> V (t², C, th*tw*N).
+
+    Tile (ty, tx) starts at row m*ty, column m*tx: neighbouring tiles overlap by 2 pixels. Rows
+    first: row i of every tile is the strided view xpad[:, i::m] (th rows); then columns alike.
     """
     xp = get_array_module(xpad)
+    plan = transform_plan(winograd_variant(m).BT)
+    t = m + 2
     C, Hp, Wp, N = xpad.shape
-    blocks = _blocks(C, 4 * th * Wp * N * xpad.itemsize)
+    blocks = _blocks(C, t * th * Wp * N * xpad.itemsize)
     step = blocks[0].stop - blocks[0].start
-    half = _workspace.scratch("winograd:rows", (4, step, th, Wp, N), xpad)   # B^T d, for every tile row
-    v = xp.empty((4, 4, C, th, tw, N), dtype=xpad.dtype)
+    half = _workspace.scratch("winograd:rows", (t, step, th, Wp, N), xpad)   # B^T d, for every tile row
+    work_rows = _work("winograd:rows-work", plan, (step, th, Wp, N), xpad)
+    work_cols = _work("winograd:cols-work", plan, (step, th, tw, N), xpad)
+    v = xp.empty((t, t, C, th, tw, N), dtype=xpad.dtype)
     for block in blocks:
-        h = half[:, :block.stop - block.start]
-        rows = [xpad[block, i:i + 2 * th:2] for i in range(4)]         # 4 x (c, th, Wp, N), views
-        for u in range(4):
-            _combine(xp, BT[u], rows, h[u])
-        for u in range(4):
-            cols = [h[u][:, :, j:j + 2 * tw:2] for j in range(4)]       # 4 x (c, th, tw, N), views
-            for w in range(4):
-                _combine(xp, BT[w], cols, v[u, w, block])              # (B^T d) B, column w
-    return v.reshape(16, C, th * tw * N)
+        c = block.stop - block.start
+        h = half[:, :c]
+        rows = [xpad[block, i:i + m * th:m] for i in range(t)]              # t x (c, th, Wp, N), views
+        apply_transform(plan, rows, list(h), _head(work_rows, c))
+        for u in range(t):
+            cols = [h[u][:, :, j:j + m * tw:m] for j in range(t)]            # t x (c, th, tw, N), views
+            outs = [v[u, w, block] for w in range(t)]                       # (B^T d) B, column w
+            apply_transform(plan, cols, outs, _head(work_cols, c))
+    return v.reshape(t * t, C, th * tw * N)
 
 
-def _output_transform(m, K, th, tw, N):
-    """Y = A^T M A for every tile (eqs. W5, W6): m (16, K, th*tw*N) -> y (K, 2th, 2tw, N).
+def _output_transform(mm, K, th, tw, N, m):
+    """Y = A^T M A for every tile (eqs. W5, W6): mm (t², K, th*tw*N) -> y (K, m*th, m*tw, N).
 
-    Output pixel (a, b) of tile (ty, tx) lands at (2*ty + a, 2*tx + b): the strided view y[:, a::2, b::2].
+    Output pixel (a, b) of tile (ty, tx) lands at (m*ty + a, m*tx + b): the strided view y[:, a::m, b::m].
     """
-    xp = get_array_module(m)
-    m = m.reshape(4, 4, K, th, tw, N)
-    blocks = _blocks(K, 8 * th * tw * N * m.itemsize)
+    xp = get_array_module(mm)
+    plan = transform_plan(winograd_variant(m).AT)
+    t = m + 2
+    mm = mm.reshape(t, t, K, th, tw, N)
+    blocks = _blocks(K, m * t * th * tw * N * mm.itemsize)
     step = blocks[0].stop - blocks[0].start
-    half = _workspace.scratch("winograd:out", (2, 4, step, th, tw, N), m)   # A^T M
-    y = xp.empty((K, 2 * th, 2 * tw, N), dtype=m.dtype)
+    half = _workspace.scratch("winograd:out", (m, t, step, th, tw, N), mm)   # A^T M
+    work_rows = _work("winograd:out-work", plan, (t, step, th, tw, N), mm)
+    work_cols = _work("winograd:out-work2", plan, (step, th, tw, N), mm)
+    y = xp.empty((K, m * th, m * tw, N), dtype=mm.dtype)
     for block in blocks:
-        h = half[:, :, :block.stop - block.start]
-        for a in range(2):
-            _combine(xp, AT[a], [m[u, :, block] for u in range(4)], h[a])
-        for a in range(2):
-            for b in range(2):
-                _combine(xp, AT[b], [h[a][v] for v in range(4)], y[block, a::2, b::2])
+        c = block.stop - block.start
+        h = half[:, :, :c]
+        apply_transform(plan, [mm[u, :, block] for u in range(t)], list(h), _head(work_rows, c, axis=1))
+        for a in range(m):
+            outs = [y[block, a::m, b::m] for b in range(m)]                  # m x (c, th, tw, N), views
+            apply_transform(plan, list(h[a]), outs, _head(work_cols, c))
     return y
 
 
-def winograd_correlate(xpad, u, th, tw):
+def winograd_correlate(xpad, u, th, tw, m=2):
     """Stride-1 3x3 correlation of an already padded CHWN image with transformed filters (eqs. W5-W6).
 
-    xpad: (C, 2th+2, 2tw+2, N), u: (16, K, C) from :func:`winograd_filter_transform`.
-    Returns y: (K, 2th, 2tw, N), y[k, a, b, n] = sum_{c,i,j} g[k, c, i, j] xpad[c, a+i, b+j, n].
+    xpad: (C, m*th+2, m*tw+2, N), u: (t², K, C) from :func:`winograd_filter_transform` with the same m.
+    Returns y: (K, m*th, m*tw, N), y[k, a, b, n] = sum_{c,i,j} g[k, c, i, j] xpad[c, a+i, b+j, n].
     """
-    return _correlate(xpad, u, th, tw)[0]
+    return _correlate(xpad, u, th, tw, m)[0]
 
 
-def _correlate(xpad, u, th, tw):
-    """:func:`winograd_correlate`, also returning the transformed input tiles v (16, C, th*tw*N)."""
+def _correlate(xpad, u, th, tw, m):
+    """:func:`winograd_correlate`, also returning the transformed input tiles v (t², C, th*tw*N)."""
     xp = get_array_module(xpad, u)
+    t = winograd_variant(m).tile
+    if u.shape[0] != t * t:
+        raise ValueError(f"winograd_correlate: filters transformed for F(m x m, 3 x 3) with m = {m} have shape "
+                         f"({t * t}, K, C), got {tuple(u.shape)}")
     K, N = u.shape[1], xpad.shape[3]
-    v = _input_transform(xpad, th, tw)                           # (16, C, P), fresh: the forward pass keeps it
-    m = xp.empty((16, K, v.shape[2]), dtype=xpad.dtype)
-    xp.matmul(u, v, out=m)                                       # the 16 GEMMs (eq. W6), one call
-    return _output_transform(m, K, th, tw, N), v
+    v = _input_transform(xpad, th, tw, m)                       # (t², C, P), fresh: the forward pass keeps it
+    mm = xp.empty((t * t, K, v.shape[2]), dtype=xpad.dtype)
+    xp.matmul(u, v, out=mm)                                     # the t² GEMMs (eq. W6), one call
+    return _output_transform(mm, K, th, tw, N, m), v
 
 
-def _tiles(n_out: int) -> int:
-    return (n_out + 1) // 2        # an odd size gets one more tile; its extra row is cropped
+def _tiles(n_out: int, m: int) -> int:
+    return -(-n_out // m)          # a size that is no multiple of m gets one more tile; its extra rows are cropped
 
 
 def _place(dest, src, top, left):
@@ -233,11 +225,11 @@ def _place(dest, src, top, left):
         dest[:, d_top:d_top + rows, d_left:d_left + cols] = src[:, s_top:s_top + rows, s_left:s_left + cols]
 
 
-def winograd_conv2d_forward(x, weight, bias, pads):
-    """Forward pass of a 3x3, stride-1 convolution (eq. C1) by Winograd F(2x2, 3x3).
+def winograd_conv2d_forward(x, weight, bias, pads, m=2):
+    """Forward pass of a 3x3, stride-1 convolution (eq. C1) by Winograd F(m x m, 3 x 3), m = 2 or 4.
 
     x: (N, C, H, W), weight: (K, C, 3, 3), bias: (K,) or None, pads: (top, bottom, left, right).
-    Returns (out, v): out (N, K, Ho, Wo) and the transformed input tiles v (16, C, th*tw*N)
+    Returns (out, v): out (N, K, Ho, Wo) and the transformed input tiles v (t², C, th*tw*N), t = m + 2
     (eq. W5), which :func:`winograd_conv2d_backward` needs for the weight gradient.
     """
     xp = get_array_module(x, weight)
@@ -245,12 +237,12 @@ def winograd_conv2d_forward(x, weight, bias, pads):
     K = weight.shape[0]
     top, bottom, left, right = pads
     Ho, Wo = H + top + bottom - 2, W + left + right - 2
-    th, tw = _tiles(Ho), _tiles(Wo)
-    # Zeros: the padding and the round-up to whole tiles. A reused buffer, one per (input size, pads):
-    # those fix the region written, so its border stays 0.
-    xpad = _workspace.scratch(f"winograd:x{(H, W)}{pads}", (C, 2 * th + 2, 2 * tw + 2, N), x)
+    th, tw = _tiles(Ho, m), _tiles(Wo, m)
+    # Zeros: the padding and the round-up to whole tiles. A reused buffer, one per (input size, pads, shape):
+    # the input size and pads fix the region written (for either m), so its border stays 0.
+    xpad = _workspace.scratch(f"winograd:x{(H, W)}{pads}", (C, m * th + 2, m * tw + 2, N), x)
     _place(xpad, x.transpose(1, 2, 3, 0), top, left)
-    y, v = _correlate(xpad, winograd_filter_transform(weight), th, tw)
+    y, v = _correlate(xpad, winograd_filter_transform(weight, m), th, tw, m)
     y = y[:, :Ho, :Wo].transpose(3, 0, 1, 2)
     out = xp.empty((N, K, Ho, Wo), dtype=x.dtype)
     if bias is not None:
@@ -260,33 +252,37 @@ def winograd_conv2d_forward(x, weight, bias, pads):
     return out, v
 
 
-def _output_gradient_transform(dy, th, tw):
-    """Z = A dY A^T for every 2x2 block of dY (eq. W9: the adjoint of the output transform of eq. W5):
-    dy (K, 2th, 2tw, N) -> z (16, K, th*tw*N)."""
+def _output_gradient_transform(dy, th, tw, m):
+    """Z = A dY A^T for every m x m block of dY (eq. W9: the adjoint of the output transform of eq. W5):
+    dy (K, m*th, m*tw, N) -> z (t², K, th*tw*N)."""
     xp = get_array_module(dy)
+    plan = transform_plan(winograd_variant(m).AT.T)                     # A (t, m): row u of A = column u of A^T
+    t = m + 2
     K, N = dy.shape[0], dy.shape[3]
-    blocks = _blocks(K, 4 * th * 2 * tw * N * dy.itemsize)
+    blocks = _blocks(K, t * th * m * tw * N * dy.itemsize)
     step = blocks[0].stop - blocks[0].start
-    half = _workspace.scratch("winograd:dy-rows", (4, step, th, 2 * tw, N), dy)
-    z = xp.empty((4, 4, K, th, tw, N), dtype=dy.dtype)     # large: fresh, as functional/conv.py explains
+    half = _workspace.scratch("winograd:dy-rows", (t, step, th, m * tw, N), dy)
+    work_rows = _work("winograd:dy-work", plan, (step, th, m * tw, N), dy)
+    work_cols = _work("winograd:dy-work2", plan, (step, th, tw, N), dy)
+    z = xp.empty((t, t, K, th, tw, N), dtype=dy.dtype)     # large: fresh, as functional/conv.py explains
     for block in blocks:
-        h = half[:, :block.stop - block.start]
-        rows = [dy[block, a::2] for a in range(2)]                       # 2 x (k, th, 2tw, N), views
-        for u in range(4):
-            _combine(xp, AT[:, u], rows, h[u])                           # row u of A = column u of A^T
-        for u in range(4):
-            cols = [h[u][:, :, b::2] for b in range(2)]                  # 2 x (k, th, tw, N), views
-            for w in range(4):
-                _combine(xp, AT[:, w], cols, z[u, w, block])
-    return z.reshape(16, K, th * tw * N)
+        c = block.stop - block.start
+        h = half[:, :c]
+        rows = [dy[block, a::m] for a in range(m)]                       # m x (k, th, m*tw, N), views
+        apply_transform(plan, rows, list(h), _head(work_rows, c))
+        for u in range(t):
+            cols = [h[u][:, :, b::m] for b in range(m)]                  # m x (k, th, tw, N), views
+            apply_transform(plan, cols, [z[u, w, block] for w in range(t)], _head(work_cols, c))
+    return z.reshape(t * t, K, th * tw * N)
 
 
-def winograd_conv2d_backward(dout, v, weight, x_shape, pads, has_bias, need_dx=True):
-    """Gradients of :func:`winograd_conv2d_forward`: (dx or None, dweight, dbias or None).
+def winograd_conv2d_backward(dout, v, weight, x_shape, pads, has_bias, need_dx=True, m=2):
+    """Gradients of :func:`winograd_conv2d_forward` with the same m: (dx or None, dweight, dbias or None).
 
-    dout: (N, K, Ho, Wo); v: the transformed input tiles the forward pass returned; weight (K, C, 3, 3).
-    * dweight (eq. W9): the adjoint of the forward pass in g, dU_xi = Z_xi V_xi^T for the 16 positions
-      xi (16 GEMMs (K, P) @ (P, C), 2.25x fewer multiplies than im2col's eq. C6), then G^T dU G.
+    dout: (N, K, Ho, Wo); v: the transformed input tiles (t², C, th*tw*N) the forward pass returned;
+    weight (K, C, 3, 3).
+    * dweight (eq. W9): the adjoint of the forward pass in g, dU_xi = Z_xi V_xi^T for the t² positions
+      xi (t² GEMMs (K, P) @ (P, C), as few multiplies as the forward pass, eqs. W7, W12), then G^T dU G.
     * dx (eq. W8): the correlation of dout, padded by 2 - pad on each side, with the filters rotated
       by 180 degrees and their two channel axes swapped, by :func:`winograd_correlate` again.
     * dbias (eq. C7): the sum of dout over n, a, b.
@@ -296,28 +292,32 @@ def winograd_conv2d_backward(dout, v, weight, x_shape, pads, has_bias, need_dx=T
     K = weight.shape[0]
     Ho, Wo = dout.shape[2:]
     top, _, left, _ = pads
-    th, tw = _tiles(Ho), _tiles(Wo)
+    t = winograd_variant(m).tile
+    th, tw = _tiles(Ho, m), _tiles(Wo, m)
+    if tuple(v.shape) != (t * t, C, th * tw * N):
+        raise ValueError(f"winograd_conv2d_backward: the tiles of F({m}x{m}, 3x3) for this layer have shape "
+                         f"{(t * t, C, th * tw * N)}, got {tuple(v.shape)}")
     dout_chwn = xp.empty((K, Ho, Wo, N), dtype=dout.dtype)     # batch last, like the tiles
     dout_chwn[...] = dout.transpose(1, 2, 3, 0)
     dbias = dout_chwn.sum(axis=(1, 2, 3)) if has_bias else None
 
     dy = dout_chwn
-    if (Ho, Wo) != (2 * th, 2 * tw):    # odd size: the cropped outputs of the last tiles get gradient 0
-        dy = _workspace.scratch("winograd:dy" + str((Ho, Wo)), (K, 2 * th, 2 * tw, N), dout)
+    if (Ho, Wo) != (m * th, m * tw):    # no multiple of m: the cropped outputs of the last tiles get gradient 0
+        dy = _workspace.scratch("winograd:dy" + str((Ho, Wo)), (K, m * th, m * tw, N), dout)
         dy[:, :Ho, :Wo] = dout_chwn
-    z = _output_gradient_transform(dy, th, tw)                   # (16, K, P)
-    du = xp.matmul(z, v.transpose(0, 2, 1))                      # (16, K, C): the 16 GEMMs of eq. W9
+    z = _output_gradient_transform(dy, th, tw, m)                # (t², K, P)
+    du = xp.matmul(z, v.transpose(0, 2, 1))                      # (t², K, C): the t² GEMMs of eq. W9
     # G^T dU G for every filter: the transpose of winograd_filter_transform's product with G ⊗ G
-    dweight = xp.matmul(du.reshape(16, K * C).T, _kron_g(xp, weight.dtype)).reshape(weight.shape)
+    dweight = xp.matmul(du.reshape(t * t, K * C).T, _kron_g(xp, weight.dtype, m)).reshape(weight.shape)
     if not need_dx:
         return None, dweight, dbias
 
-    dx_th, dx_tw = _tiles(H), _tiles(W)            # dx's own tile grid: its output is the H x W input
-    # A reused buffer, one per (dout size, pads): those fix the region written, so its border stays 0.
-    dpad = _workspace.scratch(f"winograd:dout{(Ho, Wo)}{pads}", (K, 2 * dx_th + 2, 2 * dx_tw + 2, N), dout)
+    dx_th, dx_tw = _tiles(H, m), _tiles(W, m)      # dx's own tile grid: its output is the H x W input
+    # A reused buffer, one per (dout size, pads, shape): those fix the region written, so its border stays 0.
+    dpad = _workspace.scratch(f"winograd:dout{(Ho, Wo)}{pads}", (K, m * dx_th + 2, m * dx_tw + 2, N), dout)
     _place(dpad, dout_chwn, 2 - top, 2 - left)
     flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)                      # (C, K, 3, 3)
-    dx_chwn = winograd_correlate(dpad, winograd_filter_transform(flipped), dx_th, dx_tw)   # (C, 2dx_th, 2dx_tw, N)
+    dx_chwn = winograd_correlate(dpad, winograd_filter_transform(flipped, m), dx_th, dx_tw, m)   # (C, m*dx_th, ...)
     dx = xp.empty(x_shape, dtype=dout.dtype)
     dx[...] = dx_chwn[:, :H, :W].transpose(3, 0, 1, 2)
     return dx, dweight, dbias
