@@ -152,7 +152,7 @@ def rounding_bounds(x, w, b, dout, padding, m, u, u_ref=U64):
     the bias 1: n = C + 4t + 12; dx alike over the K filters; dw: Z = A dY A^T 2t, V 2t, the product and
     the sum over P tiles P, G^T dU G t² + 1; db: a sum of N·Ho·Wo numbers. The reference: γ of its own sum
     lengths (9C + 1, 9K, N·Ho·Wo) times the same magnitudes, which are at least its own.
-    This is a worst case, which no data can exceed: measured float32 errors are 0.1-3% of it (the shapes
+    This is a worst case, which no data can exceed: measured float32 errors are 0.1-4% of it (the shapes
     of test_winograd_matches_torch), so a smaller loss of precision is left to
     test_float32_error_stays_where_it_was_measured.
     """
