@@ -150,10 +150,11 @@ def rounding_bounds(x, w, b, dout, padding, m, u, u_ref=U64):
     stage's plan rounds at most t times, tests/test_winograd_transforms.py), U = G g G^T 11 (G ⊗ G is
     rounded to the dtype once, then 9 products are summed), the product and the sum over the C channels C,
     the bias 1: n = C + 4t + 12; dx alike over the K filters; dw: Z = A dY A^T 2t, V 2t, the product and
-    the sum over P tiles P, G^T dU G t² + 1; db: a sum of N·Ho·Wo numbers. The reference: γ of its own sum
-    lengths (9C + 1, 9K, N·Ho·Wo) times the same magnitudes, which are at least its own.
-    This is a worst case, which no data can exceed: measured float32 errors are 0.1-4% of it (the shapes
-    of test_winograd_matches_torch), so a smaller loss of precision is left to
+    the sum over P tiles P, G^T dU G t² + 1; db: a sum of N·Ho·Wo numbers. The reference: γ of its own sums
+    of products (9C + 1 with the bias, 9K + 1, N·Ho·Wo + 1) times the same magnitudes, which are at least its
+    own.
+    This is a worst case, which no data can exceed (barring overflow and underflow): measured float32 errors
+    are 0.1-4% of it (the shapes of test_winograd_matches_torch), so a smaller loss of precision is left to
     test_float32_error_stays_where_it_was_measured.
     """
     x, w, dout = (backend.to_numpy(a).astype(np.float64) for a in (x, w, dout))
@@ -162,8 +163,8 @@ def rounding_bounds(x, w, b, dout, padding, m, u, u_ref=U64):
     (N, C), K, t = x.shape[:2], w.shape[0], m + 2
     rows = dout.shape[0] * dout.shape[2] * dout.shape[3]
     return ((gamma(C + 4 * t + 12, u) + gamma(9 * C + 1, u_ref)) * out,
-            (gamma(K + 4 * t + 12, u) + gamma(9 * K, u_ref)) * dx,
-            (gamma(P + 4 * t + t * t + 1, u) + gamma(rows, u_ref)) * dw,
+            (gamma(K + 4 * t + 12, u) + gamma(9 * K + 1, u_ref)) * dx,
+            (gamma(P + 4 * t + t * t + 1, u) + gamma(rows + 1, u_ref)) * dw,
             (gamma(rows, u) + gamma(rows, u_ref)) * abs(dout).sum(axis=(0, 2, 3)))
 
 
@@ -189,6 +190,19 @@ def test_winograd_matches_im2col(xp, x_shape, out_channels, padding, bias, algor
         assert (got is None) == (want is None) and (got is None or got.dtype == want.dtype), name
     assert_within(ours, ref, rounding_bounds(x, w, b, ours[-1], padding, winograd.WINOGRAD_OUTPUT_BLOCK[algorithm],
                                              U64))
+
+
+@pytest.mark.parametrize("algorithm", WINOGRAD)
+@pytest.mark.parametrize("x_shape, out_channels, padding", CASES, ids=IDS)
+def test_winograd_matches_the_loops(x_shape, out_channels, padding, algorithm):
+    # The oracle of functional/conv_naive.py: one dot product per output pixel (eq. C1), one window at a
+    # time back (eq. C10), no matrix product and no transform.
+    x, w, b = make_case(np, x_shape, out_channels, seed=3)
+    ours = run(x, w, b, padding, algorithm)
+    out, cache = F.conv2d_naive_forward(x, w, b, 1, padding)
+    ref = (out, *F.conv2d_naive_backward(ours[-1], cache))
+    m = winograd.WINOGRAD_OUTPUT_BLOCK[algorithm]
+    assert_within(ours, ref, rounding_bounds(x, w, b, ours[-1], padding, m, U64))
 
 
 @st.composite
