@@ -133,31 +133,33 @@ def _head(work, c, axis=0):
     return None if work is None else work[(slice(None),) * (axis + 1) + (slice(0, c),)]
 
 
-def _input_transform(xpad, th, tw, m):
-    """V = B^T d B for every t x t tile d (eq. W5): xpad (C, m*th+2, m*tw+2, N) -> V (t², C, th*tw*N).
+def _tile_transform(image, matrix, th, tw, m, tag):
+    """R d R^T for every tile d of a CHWN image, R = ``matrix`` (t, n), the tiles n x n windows every m pixels:
+    image (C, >= m*(th-1)+n, >= m*(tw-1)+n, N) -> (t², C, th*tw*N).
 
-    Tile (ty, tx) starts at row m*ty, column m*tx: neighbouring tiles overlap by 2 pixels. Rows
-    first: row i of every tile is the strided view xpad[:, i::m] (th rows); then columns alike.
+    It is V = B^T d B of the forward pass (eq. W5: R = B^T, n = t, the tiles overlap by 2 pixels) and
+    Z = A dY A^T of the weight gradient (eq. W9: R = A, n = m, the m x m blocks of dY). Rows first: row i
+    of every tile is the strided view image[:, i::m] (th rows); then columns alike. ``tag`` names the work
+    buffers.
     """
-    xp = get_array_module(xpad)
-    plan = transform_plan(winograd_variant(m).BT)
-    t = m + 2
-    C, Hp, Wp, N = xpad.shape
-    blocks = _blocks(C, t * th * Wp * N * xpad.itemsize)
+    xp = get_array_module(image)
+    plan = transform_plan(matrix)
+    t, n = matrix.shape
+    C, _, W, N = image.shape
+    blocks = _blocks(C, t * th * W * N * image.itemsize)
     step = blocks[0].stop - blocks[0].start
-    half = _workspace.scratch("winograd:rows", (t, step, th, Wp, N), xpad)   # B^T d, for every tile row
-    work_rows = _work("winograd:rows-work", plan, (step, th, Wp, N), xpad)
-    work_cols = _work("winograd:cols-work", plan, (step, th, tw, N), xpad)
-    v = xp.empty((t, t, C, th, tw, N), dtype=xpad.dtype)
+    half = _workspace.scratch(tag + ":rows", (t, step, th, W, N), image)     # R d, for every tile row
+    work_rows = _work(tag + ":rows-work", plan, (step, th, W, N), image)
+    work_cols = _work(tag + ":cols-work", plan, (step, th, tw, N), image)
+    v = xp.empty((t, t, C, th, tw, N), dtype=image.dtype)     # large: fresh, as functional/conv.py explains
     for block in blocks:
         c = block.stop - block.start
         h = half[:, :c]
-        rows = [xpad[block, i:i + m * th:m] for i in range(t)]              # t x (c, th, Wp, N), views
+        rows = [image[block, i:i + m * th:m] for i in range(n)]             # n x (c, th, W, N), views
         apply_transform(plan, rows, list(h), _head(work_rows, c))
         for u in range(t):
-            cols = [h[u][:, :, j:j + m * tw:m] for j in range(t)]            # t x (c, th, tw, N), views
-            outs = [v[u, w, block] for w in range(t)]                       # (B^T d) B, column w
-            apply_transform(plan, cols, outs, _head(work_cols, c))
+            cols = [h[u][:, :, j:j + m * tw:m] for j in range(n)]            # n x (c, th, tw, N), views
+            apply_transform(plan, cols, [v[u, w, block] for w in range(t)], _head(work_cols, c))   # (R d) R^T
     return v.reshape(t * t, C, th * tw * N)
 
 
@@ -203,7 +205,7 @@ def _correlate(xpad, u, th, tw, m):
         raise ValueError(f"winograd_correlate: filters transformed for F(m x m, 3 x 3) with m = {m} have shape "
                          f"({t * t}, K, C), got {tuple(u.shape)}")
     K, N = u.shape[1], xpad.shape[3]
-    v = _input_transform(xpad, th, tw, m)                       # (t², C, P), fresh: the forward pass keeps it
+    v = _tile_transform(xpad, winograd_variant(m).BT, th, tw, m, "winograd:x")   # (t², C, P): the forward keeps it
     mm = xp.empty((t * t, K, v.shape[2]), dtype=xpad.dtype)
     xp.matmul(u, v, out=mm)                                     # the t² GEMMs (eq. W6), one call
     return _output_transform(mm, K, th, tw, N, m), v
@@ -252,30 +254,6 @@ def winograd_conv2d_forward(x, weight, bias, pads, m=2):
     return out, v
 
 
-def _output_gradient_transform(dy, th, tw, m):
-    """Z = A dY A^T for every m x m block of dY (eq. W9: the adjoint of the output transform of eq. W5):
-    dy (K, m*th, m*tw, N) -> z (t², K, th*tw*N)."""
-    xp = get_array_module(dy)
-    plan = transform_plan(winograd_variant(m).AT.T)                     # A (t, m): row u of A = column u of A^T
-    t = m + 2
-    K, N = dy.shape[0], dy.shape[3]
-    blocks = _blocks(K, t * th * m * tw * N * dy.itemsize)
-    step = blocks[0].stop - blocks[0].start
-    half = _workspace.scratch("winograd:dy-rows", (t, step, th, m * tw, N), dy)
-    work_rows = _work("winograd:dy-work", plan, (step, th, m * tw, N), dy)
-    work_cols = _work("winograd:dy-work2", plan, (step, th, tw, N), dy)
-    z = xp.empty((t, t, K, th, tw, N), dtype=dy.dtype)     # large: fresh, as functional/conv.py explains
-    for block in blocks:
-        c = block.stop - block.start
-        h = half[:, :c]
-        rows = [dy[block, a::m] for a in range(m)]                       # m x (k, th, m*tw, N), views
-        apply_transform(plan, rows, list(h), _head(work_rows, c))
-        for u in range(t):
-            cols = [h[u][:, :, b::m] for b in range(m)]                  # m x (k, th, tw, N), views
-            apply_transform(plan, cols, [z[u, w, block] for w in range(t)], _head(work_cols, c))
-    return z.reshape(t * t, K, th * tw * N)
-
-
 def winograd_conv2d_backward(dout, v, weight, x_shape, pads, has_bias, need_dx=True, m=2):
     """Gradients of :func:`winograd_conv2d_forward` with the same m: (dx or None, dweight, dbias or None).
 
@@ -305,7 +283,7 @@ def winograd_conv2d_backward(dout, v, weight, x_shape, pads, has_bias, need_dx=T
     if (Ho, Wo) != (m * th, m * tw):    # no multiple of m: the cropped outputs of the last tiles get gradient 0
         dy = _workspace.scratch("winograd:dy" + str((Ho, Wo)), (K, m * th, m * tw, N), dout)
         dy[:, :Ho, :Wo] = dout_chwn
-    z = _output_gradient_transform(dy, th, tw, m)                # (t², K, P)
+    z = _tile_transform(dy, winograd_variant(m).AT.T, th, tw, m, "winograd:dy")   # Z = A dY A^T (t², K, P)
     du = xp.matmul(z, v.transpose(0, 2, 1))                      # (t², K, C): the t² GEMMs of eq. W9
     # G^T dU G for every filter: the transpose of winograd_filter_transform's product with G ⊗ G
     dweight = xp.matmul(du.reshape(t * t, K * C).T, _kron_g(xp, weight.dtype, m)).reshape(weight.shape)
