@@ -96,7 +96,7 @@ def winograd_filter_transform(weight, m=2):
     through one matrix product with the Kronecker product G ⊗ G (t², 9), whose entry (u*t + v, i*3 + j)
     is G[u, i] G[v, j]: that is (G g G^T)[u, v] for the flattened g, and one (t², 9) x (9, K*C) GEMM is
     much faster than K*C little t x 3 products. F(2x2, 3x3)'s G holds halves, exact in binary, so its
-    transform rounds only in its additions; F(4x4, 3x3)'s holds sixths (eq. W10), which round.
+    transform rounds only in its additions; F(4x4, 3x3)'s holds sixths (eq. W11), which round.
     """
     xp = get_array_module(weight)
     K, C = weight.shape[:2]
