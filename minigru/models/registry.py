@@ -64,9 +64,10 @@ _FAST_RECIPE = {**_BASE_RECIPE, "epochs": 9, "batch_size": 256, "lr": 0.2, "sche
 # On top of the fast recipe's ingredients it trains with airbench's optimisation ones and its alternating flips,
 # which help this layout (88.24% against 87.55%, 3 seeds each) and not cnn-gru-fast's (docs/models.md, "The hour
 # recipe, measured"): batch norm's shifts at 64 x the learning rate and its scales fixed at 1, batch-norm momentum
-# 0.4, Lookahead, and each image mirrored in every other epoch.
+# 0.4, Lookahead, and each image mirrored in every other epoch; and airbench's identity-initialised block
+# convolutions (dirac_init), which added 0.14 points on average over the same 3 seeds (90.12% against 89.98%).
 _HOUR_MODEL = dict(whiten_stride=1, widths=(64, 256, 256), convs_per_block=2, hidden_size=192, bidirectional=True,
-                   dropout=0.1, input_grad=False, bn_momentum=0.4)
+                   dropout=0.1, input_grad=False, bn_momentum=0.4, dirac_init=True)
 _HOUR_RECIPE = {**_FAST_RECIPE, "epochs": 13, "augment": "translate-altflip", "bn_bias_lr_scale": 64.0,
                 "freeze_bn_weight": True, "lookahead": True, "replicas": 2}
 
