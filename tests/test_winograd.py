@@ -322,7 +322,7 @@ MIN_C, MIN_N = winograd.WINOGRAD_MIN_CHANNELS, winograd.WINOGRAD_MIN_BATCH
 
 
 @pytest.mark.parametrize("in_channels, out_channels, kernel, stride, batch, expected", [
-    (MIN_C, MIN_C, 3, 1, MIN_N, "winograd4"),
+    (MIN_C, MIN_C, 3, 1, MIN_N, "winograd"),
     (MIN_C - 1, 2 * MIN_C, 3, 1, MIN_N, "im2col"),
     (2 * MIN_C, MIN_C - 1, 3, 1, MIN_N, "im2col"),
     (MIN_C, MIN_C, 3, 1, MIN_N - 1, "im2col"),
@@ -331,7 +331,7 @@ MIN_C, MIN_N = winograd.WINOGRAD_MIN_CHANNELS, winograd.WINOGRAD_MIN_BATCH
 ])
 def test_auto_picks_winograd_only_for_wide_3x3_stride1_layers(in_channels, out_channels, kernel, stride, batch,
                                                                expected):
-    # As Conv2d's docstring says: Winograd F(4x4, 3x3) for 3x3 stride-1 layers with at least WINOGRAD_MIN_CHANNELS
+    # As Conv2d's docstring says: Winograd for 3x3 stride-1 layers with at least WINOGRAD_MIN_CHANNELS
     # input and output channels and batches of at least WINOGRAD_MIN_BATCH images, im2col otherwise;
     # and the explicit choices are kept.
     x = np.random.default_rng(0).standard_normal((batch, in_channels, 2, 2)).astype(np.float32)

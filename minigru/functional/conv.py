@@ -357,7 +357,7 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, *, algorithm="auto"):
     - bias: (K,) or None
     - stride: int or (sh, sw); padding: int, (ph, pw), "same" or "valid" (torch's meaning)
     - algorithm: "im2col", "winograd" (F(2x2, 3x3)), "winograd4" (F(4x4, 3x3); both 3x3, stride 1:
-      :mod:`minigru.functional.winograd`, eqs. W5-W12) or "auto": Winograd F(4x4, 3x3) where it is valid and
+      :mod:`minigru.functional.winograd`, eqs. W5-W12) or "auto": Winograd F(2x2, 3x3) where it is valid and
       measured faster (:func:`~minigru.functional.winograd.conv_algorithm`)
 
     Returns (out, cache):

@@ -56,9 +56,9 @@ WINOGRAD_OUTPUT_BLOCK = {"winograd": 2, "winograd4": 4}
 """m, the side of the output block, of each Winograd algorithm: F(m x m, 3 x 3)."""
 
 WINOGRAD_MIN_CHANNELS = 64
-"""``algorithm="auto"`` runs Winograd (F(4x4, 3x3)) for a 3x3, stride-1 layer when both its input and output
-channel counts are at least this. Per output pixel the GEMMs save 9·C·K - 2.25·C·K multiply-adds (9·C·K - 4·C·K
-for F(2x2, 3x3), for which the value was first measured), while the transforms add about 6·C + 6·K memory-bound additions and copies (docs/derivations.md §W, "What it
+"""``algorithm="auto"`` runs Winograd F(2x2, 3x3) for a 3x3, stride-1 layer when both its input and output channel
+counts are at least this. Per output pixel the GEMMs save 9·C·K - 4·C·K multiply-adds, while the
+transforms add about 6·C + 6·K memory-bound additions and copies (docs/derivations.md §W, "What it
 costs"), so the gain grows with the channel counts; the measurements behind the value are in
 docs/performance.md, item 9 (``benchmarks/conv_algorithms.py``)."""
 
@@ -72,12 +72,10 @@ def conv_algorithm(algorithm, kernel_size, stride, in_channels, out_channels, ba
     """The algorithm a convolution runs, ``"im2col"``, ``"winograd"`` or ``"winograd4"``, for ``algorithm`` in
     :data:`ALGORITHMS`.
 
-    ``"auto"``: Winograd F(4x4, 3x3) (``"winograd4"``) for 3x3 kernels with stride 1, at least
-    :data:`WINOGRAD_MIN_CHANNELS` input and output channels and a batch of at least :data:`WINOGRAD_MIN_BATCH`
-    images, im2col otherwise. Wherever F(2x2, 3x3) beats im2col, F(4x4, 3x3) measured faster still, 10-30%
-    on the layers minigru trains (docs/performance.md, item 9); F(2x2, 3x3), which rounds 10-20x less in
-    float32, is there by name. ``"winograd"`` or ``"winograd4"`` for another kernel or stride raises a
-    ValueError.
+    ``"auto"``: Winograd F(2x2, 3x3) for 3x3 kernels with stride 1, at least :data:`WINOGRAD_MIN_CHANNELS`
+    input and output channels and a batch of at least :data:`WINOGRAD_MIN_BATCH` images, im2col otherwise
+    (never ``"winograd4"``: that is chosen by name only). ``"winograd"`` or ``"winograd4"`` for another
+    kernel or stride raises a ValueError.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
@@ -87,7 +85,7 @@ def conv_algorithm(algorithm, kernel_size, stride, in_channels, out_channels, ba
                          f"{kernel_size!r}, stride={stride!r}; use 'im2col' or 'auto'")
     if algorithm == "auto":
         big = min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS and batch >= WINOGRAD_MIN_BATCH
-        return "winograd4" if valid and big else "im2col"
+        return "winograd" if valid and big else "im2col"
     return algorithm
 
 
