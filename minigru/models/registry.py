@@ -58,8 +58,8 @@ _FAST_RECIPE = {**_BASE_RECIPE, "epochs": 9, "batch_size": 256, "lr": 0.2, "sche
 # then blocks of 64, 256 and 256 channels, two convolutions each (31 -> 15 -> 7 -> 3); the GRU reads 3 columns.
 # It trains on both cores: two replicas (minigru.nn.DataParallel, 128 images each, one BLAS thread each) take
 # 1.23 s per step of 256 images on the 2-core VM where one model on one thread takes 2.2 s, so 13 epochs fill the
-# hour (56 min for the whole command, 89.98% over 3 seeds; with one thread and two runs side by side, 7 did:
-# 88.24% over 3 seeds).
+# hour (56 min for the whole command on the slower of two VMs; 90.12% over 3 seeds with dirac_init, below; with
+# one thread and two runs side by side, 7 did: 88.24% over 3 seeds).
 # benchmarks/recipe_step_times.py; docs/models.md, "Sizing the recipes" and "The hour recipe, measured".
 # On top of the fast recipe's ingredients it trains with airbench's optimisation ones and its alternating flips,
 # which help this layout (88.24% against 87.55%, 3 seeds each) and not cnn-gru-fast's (docs/models.md, "The hour
