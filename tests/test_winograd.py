@@ -160,7 +160,7 @@ def rounding_bounds(x, w, b, dout, padding, m, u, u_ref=U64):
     x, w, dout = (backend.to_numpy(a).astype(np.float64) for a in (x, w, dout))
     b = None if b is None else backend.to_numpy(b).astype(np.float64)
     out, dx, dw, P = winograd_magnitudes(x, w, b, dout, padding, m)
-    (N, C), K, t = x.shape[:2], w.shape[0], m + 2
+    C, K, t = x.shape[1], w.shape[0], m + 2
     rows = dout.shape[0] * dout.shape[2] * dout.shape[3]
     return ((gamma(C + 4 * t + 12, u) + gamma(9 * C + 1, u_ref)) * out,
             (gamma(K + 4 * t + 12, u) + gamma(9 * K + 1, u_ref)) * dx,
