@@ -229,6 +229,24 @@ def test_winograd_matches_im2col_on_any_geometry(geo, algorithm, bias, need_dx):
                   (ref, *F.conv2d_backward(dout, ref_cache, need_dx=need_dx)), bounds)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 6), st.integers(1, 6), st.integers(0, 5), st.integers(0, 2),
+       st.integers(1, 40))
+def test_the_blocked_copy_back_to_nchw_is_a_transpose(C, H, W, N, crop, block_pixels):
+    # _to_nchw copies a few channels at a time (COPY_BLOCK_PIXELS pixels a block, for the cache): every
+    # block size, with a last block that is cut short or not, and a cropped source (the outputs past a
+    # size that is no multiple of m), must give exactly the transposed array.
+    full = np.arange(C * (H + crop) * (W + crop) * N, dtype=np.float32).reshape(C, H + crop, W + crop, N)
+    src = full[:, :H, :W]
+    old = winograd.COPY_BLOCK_PIXELS
+    winograd.COPY_BLOCK_PIXELS = block_pixels
+    try:
+        out = winograd._to_nchw(src, np.full((N, C, H, W), np.nan, dtype=np.float32))
+    finally:
+        winograd.COPY_BLOCK_PIXELS = old
+    np.testing.assert_array_equal(out, np.transpose(src, (3, 0, 1, 2)))
+
+
 @pytest.mark.parametrize("algorithms", [["winograd"] * 4, ["winograd4"] * 4, ["winograd", "winograd4"] * 3])
 @pytest.mark.parametrize("sizes, paddings", [(((6, 5),) * 4, (0, 2, 0, 2)),     # one size, two paddings
                                               (((6, 6), (5, 5), (6, 6), (5, 6), (6, 5)), (1,) * 5)])  # same tiles
