@@ -253,7 +253,9 @@ def machine_info(sides, args):
             "cpus": args.threads, "backend": args.backend,
             "mode": "same process" if args.same_process else "one process per framework, interleaved rounds",
             "omp_wait_policy": args.omp_wait_policy or "(unset)", "repeats": args.repeats,
-            "round_seconds": args.round_seconds}
+            "round_seconds": args.round_seconds,
+            # OpenBLAS's kernels (the worker's BLAS row) follow this when set: docs/performance.md
+            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE") or "(unset)"}
     for side in sides:
         info[side.framework] = side.info()
     return info
@@ -346,7 +348,7 @@ def format_header(info, markdown):
             ("python", info["python"]),
             ("minigru", f"{m.get('minigru')} on NumPy {m.get('numpy')} ({info['backend']}); tune_host_memory: "
                         f"{bool(m.get('tuned_memory'))}; optimized models: {m.get('optimized_models')}"),
-            ("NumPy BLAS", blas_text),
+            ("NumPy BLAS", f"{blas_text}; OPENBLAS_CORETYPE={info.get('openblas_coretype', '?')}"),
             ("torch", f"{t.get('torch')} ({t.get('device')}), set_num_threads({t.get('threads')}); "
                       + "; ".join(t.get("libraries", []))),
             ("method", f"{info['mode']}; OMP_WAIT_POLICY={info['omp_wait_policy']}; {info['repeats']} rounds of "

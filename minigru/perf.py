@@ -11,6 +11,8 @@ See docs/performance.md for the measurements behind each helper.
   overhead per call. A no-op (returning ``{}``) on other C libraries.
 * :func:`blas_info` — which BLAS library NumPy uses, its kernel (e.g.
   ``SkylakeX``) and its thread count, from ``threadpoolctl`` if installed.
+* :func:`blas_summary` — the same as one line for a run header, saying when
+  ``OPENBLAS_CORETYPE`` picked OpenBLAS's kernel instead of OpenBLAS itself.
 * :func:`blas_threads` — a context manager that limits the BLAS threads
   (``threadpoolctl`` needed), e.g. to compare with a 1-thread run.
 
@@ -27,7 +29,7 @@ import ctypes.util
 import os
 import platform
 
-__all__ = ["tune_host_memory", "host_memory_tuned", "blas_info", "blas_threads", "cpu_count"]
+__all__ = ["tune_host_memory", "host_memory_tuned", "blas_info", "blas_summary", "blas_threads", "cpu_count"]
 
 # glibc's mallopt parameter numbers (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -123,6 +125,28 @@ def blas_info() -> list:
     keys = ("internal_api", "prefix", "version", "architecture", "num_threads", "threading_layer", "filepath")
     return [{k: info.get(k) for k in keys} for info in threadpoolctl.threadpool_info()
             if info.get("user_api") == "blas"]
+
+
+def blas_summary(info=None) -> str:
+    """NumPy's BLAS in a few words for a run header, e.g. ``"openblas 0.3.31 with its SkylakeX kernels"``; empty
+    without threadpoolctl. ``info``: :func:`blas_info`'s list (default: this process's).
+
+    OpenBLAS picks its kernels for the CPU when it loads, unless ``OPENBLAS_CORETYPE`` names them: some
+    machines set it to ``Haswell`` (AVX2) on CPUs with AVX-512, for older OpenBLAS builds' sake, and
+    then one thread multiplies float32 matrices at half the speed (docs/performance.md, "2026-12-07, a
+    later AMD EPYC 2-core VM"). Training times depend on it, so the header says when it was set.
+    """
+    libraries = blas_info() if info is None else info
+    if not libraries:
+        return ""
+    lib = libraries[0]
+    text = " ".join(str(lib[k]) for k in ("internal_api", "version") if lib.get(k))
+    if lib.get("architecture"):
+        text += f" with its {lib['architecture']} kernels"
+        forced = os.environ.get("OPENBLAS_CORETYPE")
+        if forced and lib.get("internal_api") == "openblas":
+            text += f" (set by OPENBLAS_CORETYPE={forced})"
+    return text
 
 
 @contextlib.contextmanager

@@ -142,6 +142,9 @@ def test_one_epoch_is_singular_and_threads_are_in_the_header(tmp_path, capsys, m
     printed = capsys.readouterr().out
     assert ", 1 epoch, " in printed and "after 1 epoch " in printed and "1 epochs" not in printed
     assert "1 BLAS thread (default)" in printed
+    kernels = [info.get("architecture") for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
+    if kernels and kernels[0]:                  # OpenBLAS: the header names the kernels it runs
+        assert f"with its {kernels[0]} kernels" in printed
     assert seen and set(seen) == {1}
     seen.clear()
     assert cli.main(["train", *SYNTH, "--epochs", "1", "--threads", "2", "--out", str(tmp_path / "two")]) == 0

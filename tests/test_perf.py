@@ -55,6 +55,23 @@ def test_cpu_count_and_blas_info():
     assert {"internal_api", "version", "num_threads"} <= set(info[0])
 
 
+OPENBLAS = {"internal_api": "openblas", "version": "0.3.31", "architecture": "SkylakeX", "num_threads": 1}
+
+
+@pytest.mark.parametrize("libraries, coretype, expected", [
+    ([OPENBLAS], None, "openblas 0.3.31 with its SkylakeX kernels"),
+    ([{**OPENBLAS, "architecture": "Haswell"}], "Haswell",
+     "openblas 0.3.31 with its Haswell kernels (set by OPENBLAS_CORETYPE=Haswell)"),
+    ([{"internal_api": "mkl", "version": "2024.2", "architecture": None}], "Haswell", "mkl 2024.2"),   # not OpenBLAS's
+    ([], "Haswell", ""),                                                          # threadpoolctl missing
+])
+def test_blas_summary_names_the_kernels_and_who_chose_them(monkeypatch, libraries, coretype, expected):
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    if coretype:
+        monkeypatch.setenv("OPENBLAS_CORETYPE", coretype)
+    assert perf.blas_summary(libraries) == expected
+
+
 def test_blas_threads_limits_and_restores():
     pytest.importorskip("threadpoolctl")
     before = [b["num_threads"] for b in perf.blas_info()]

@@ -19,6 +19,7 @@ import contextlib
 import os
 
 from .. import engine as engines
+from ..perf import blas_summary
 from .common import CLIError, plural
 
 __all__ = ["thread_limit", "elementwise_engine", "THREAD_VARIABLES"]
@@ -34,13 +35,13 @@ def thread_limit(threads: int | None):
     if threads is None:
         variable = next((v for v in THREAD_VARIABLES if os.environ.get(v)), None)
         if variable is not None:
-            yield f"BLAS threads from {variable}={os.environ[variable]}"
+            yield f"BLAS threads from {variable}={os.environ[variable]}{_kernels()}"
             return
         threads, source = 1, "default"
     else:
         source = "--threads"
     if threads == 0:
-        yield "BLAS threads: the library's default"
+        yield f"BLAS threads: the library's default{_kernels()}"
         return
     try:
         import threadpoolctl  # noqa: PLC0415  (optional: pip install threadpoolctl, part of minigru[train])
@@ -51,7 +52,13 @@ def thread_limit(threads: int | None):
         return
     import numpy  # noqa: F401,PLC0415  (loads NumPy's BLAS, so that threadpoolctl finds it)
     with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
-        yield f"{plural(threads, 'BLAS thread')} ({source})"
+        yield f"{plural(threads, 'BLAS thread')} ({source}){_kernels()}"
+
+
+def _kernels() -> str:
+    """', ' and NumPy's BLAS library and kernels (minigru.perf.blas_summary) for the run header, or ''."""
+    summary = blas_summary()
+    return f", {summary}" if summary else ""
 
 
 @contextlib.contextmanager
