@@ -202,10 +202,10 @@ def test_bad_bias_scale_is_one_line(tmp_path, capsys):
 
 def test_hour_recipe_trains_with_airbenchs_optimisation_ingredients(tmp_path):
     """cnn-gru-hour's recipe (docs/models.md, "The hour recipe, measured") trains on two replicas, with batch
-    norm's shifts at 64 x lr and its scales fixed at 1, batch-norm momentum 0.4, Lookahead, alternating flips and
-    identity-initialised block convolutions; each option turns its part back off, and cnn-gru-fast's recipe has
-    none of them."""
-    from minigru.nn import BatchNorm2d, Conv2d
+    norm's shifts at 64 x lr and its scales fixed at 1, batch-norm momentum 0.4, Lookahead, alternating flips,
+    identity-initialised block convolutions and GELU activations; each option turns its part back off, and
+    cnn-gru-fast's recipe has none of them."""
+    from minigru.nn import GELU, BatchNorm2d, Conv2d, ReLU
     parse = cli.build_parser().parse_args
     hour = ["train", "--model", "cnn-gru-hour", "--dataset", "synthetic-shapes", "--limit-train", "32",
             "--limit-test", "8", "--batch-size", "16", "--epochs", "1", "--no-progress", "--model-arg", "image_size=16",
@@ -226,6 +226,9 @@ def test_hour_recipe_trains_with_airbenchs_optimisation_ingredients(tmp_path):
         identity[np.arange(k), np.arange(k), 1, 1] = 1
         np.testing.assert_array_equal(w[:k], identity)
     assert convs and config["model_args"]["dirac_init"] is True
+    activations = [m for m in model.modules() if isinstance(m, (GELU, ReLU))]    # after the whitening, each conv
+    assert len(activations) == 1 + len(convs) and config["model_args"]["activation"] == "gelu"
+    assert all(isinstance(m, GELU) and m.approximate == "tanh" for m in activations)
     groups = _groups_of(cli_run.make_optimizer(model, config))
     assert all(groups[id(m.bias)]["lr"] == pytest.approx(64 * config["lr"]) for m in norms)
     assert all(groups[id(m.weight)]["lr"] == 0.0 for m in norms)
@@ -233,15 +236,18 @@ def test_hour_recipe_trains_with_airbenchs_optimisation_ingredients(tmp_path):
     assert "lookahead" in read_checkpoint(tmp_path / "hour" / "checkpoint.npz")["extra"]
     off = cli_run.resolve_config(parse([*hour, "--bn-bias-lr-scale", "1", "--no-freeze-bn-weight", "--no-lookahead",
                                         "--model-arg", "bn_momentum=0.1", "--augment", "translate-flip",
-                                        "--model-arg", "dirac_init=false"]))
+                                        "--model-arg", "dirac_init=false", "--model-arg", "activation=relu"]))
     assert (off["bn_bias_lr_scale"], off["freeze_bn_weight"], off["lookahead"]) == (1.0, False, False)
     assert off["model_args"]["bn_momentum"] == 0.1 and off["augment"] == "translate-flip"
-    assert off["model_args"]["dirac_init"] is False
+    assert off["model_args"]["dirac_init"] is False and off["model_args"]["activation"] == "relu"
+    plain = cli_run.registry.build_model("cnn-gru-hour", rng=0, **off["model_args"])
+    assert not any(isinstance(m, GELU) for m in plain.modules())
     fast = cli_run.resolve_config(parse(["train", *TINY]))
     assert (fast["bn_bias_lr_scale"], fast["freeze_bn_weight"], fast["lookahead"]) == (1.0, False, False)
     assert fast["replicas"] == 1
     assert fast["model_args"]["bn_momentum"] == 0.1 and fast["augment"] == "translate-flip"
     assert not fast["model_args"].get("dirac_init", False)
+    assert fast["model_args"].get("activation", "relu") == "relu"
 
 
 def test_replicas_split_each_batch_and_resume_exactly(tmp_path, capsys, interrupted_after_epoch):
