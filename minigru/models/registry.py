@@ -110,7 +110,7 @@ MODELS = {spec.name: spec for spec in (
     ModelSpec("cnn-gru-hour", WhitenedCNNGRU, dict(_HOUR_MODEL),
               dict(_HOUR_RECIPE),
               "the hour recipe: airbench's layout, frozen 2x2 patch whitening (stride 1), two convs per block "
-              "64/256/256, bidirectional GRU over the 3 feature-map columns"),
+              "64/256/256 with GELU, bidirectional GRU over the 3 feature-map columns"),
 )}
 
 
