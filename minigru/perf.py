@@ -13,6 +13,9 @@ See docs/performance.md for the measurements behind each helper.
   ``SkylakeX``) and its thread count, from ``threadpoolctl`` if installed.
 * :func:`blas_summary` — the same as one line for a run header, saying when
   ``OPENBLAS_CORETYPE`` picked OpenBLAS's kernel instead of OpenBLAS itself.
+* :func:`blas_has_avx512_kernels` — whether NumPy's BLAS multiplies with
+  512-bit (AVX-512) kernels, which moves the point where Winograd convolution
+  beats im2col (``minigru.functional.winograd.conv_algorithm``).
 * :func:`blas_threads` — a context manager that limits the BLAS threads
   (``threadpoolctl`` needed), e.g. to compare with a 1-thread run.
 
@@ -25,11 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import ctypes.util
 import os
 import platform
 
-__all__ = ["tune_host_memory", "host_memory_tuned", "blas_info", "blas_summary", "blas_threads", "cpu_count"]
+__all__ = ["tune_host_memory", "host_memory_tuned", "blas_info", "blas_summary", "blas_has_avx512_kernels",
+           "blas_threads", "cpu_count"]
 
 # glibc's mallopt parameter numbers (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -147,6 +152,34 @@ def blas_summary(info=None) -> str:
         if forced and lib.get("internal_api") == "openblas":
             text += f" (set by OPENBLAS_CORETYPE={forced})"
     return text
+
+
+AVX512_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+"""OpenBLAS's kernel families (threadpoolctl's ``architecture``, lower-cased) that multiply with 512-bit vectors.
+OpenBLAS picks one of them on CPUs with AVX-512 (the benchmark VM's AMD EPYC, CPU family 26, gets
+SkylakeX) unless ``OPENBLAS_CORETYPE`` names another."""
+
+
+def blas_has_avx512_kernels(info=None) -> bool:
+    """Whether NumPy's BLAS (the first of :func:`blas_info`'s list, or of ``info``) is OpenBLAS running AVX-512
+    kernels (:data:`AVX512_KERNELS`). False when it cannot tell: without threadpoolctl, or for a BLAS that does
+    not name its kernels (MKL, Accelerate).
+
+    Why it matters: on the 2-core AMD EPYC VM one thread multiplies float32 matrices 1.5-1.9x faster with
+    OpenBLAS's SkylakeX kernels than with its Haswell (AVX2) ones, while memory-bound passes (im2col's copies,
+    Winograd's transforms) run at the same speed, so Winograd convolution needs more channels to gain
+    (docs/performance.md, item 9). The answer for this process is computed once: the kernels are chosen when
+    OpenBLAS loads.
+    """
+    if info is None:
+        return _this_process_has_avx512_kernels()
+    lib = info[0] if info else {}
+    return lib.get("internal_api") == "openblas" and str(lib.get("architecture") or "").lower() in AVX512_KERNELS
+
+
+@functools.lru_cache(maxsize=1)
+def _this_process_has_avx512_kernels() -> bool:
+    return blas_has_avx512_kernels(blas_info())
 
 
 @contextlib.contextmanager

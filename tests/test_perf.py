@@ -1,5 +1,6 @@
 """The speed helpers change nothing but speed: minigru.perf, the fused ReLU/max-pool, Conv2d(input_grad=False),
 the flat-shift im2col/col2im, and float32 staying float32 (a dtype audit). No timing is asserted here."""
+import os
 import subprocess
 import sys
 
@@ -70,6 +71,38 @@ def test_blas_summary_names_the_kernels_and_who_chose_them(monkeypatch, librarie
     if coretype:
         monkeypatch.setenv("OPENBLAS_CORETYPE", coretype)
     assert perf.blas_summary(libraries) == expected
+
+
+@pytest.mark.parametrize("libraries, expected", [
+    ([OPENBLAS], True),
+    ([{**OPENBLAS, "architecture": "Cooperlake"}], True),
+    ([{**OPENBLAS, "architecture": "SAPPHIRERAPIDS"}], True),
+    ([{**OPENBLAS, "architecture": "Haswell"}], False),           # e.g. forced by OPENBLAS_CORETYPE=Haswell
+    ([{**OPENBLAS, "architecture": "Zen"}], False),
+    ([{**OPENBLAS, "architecture": None}], False),
+    ([{"internal_api": "mkl", "version": "2024.2", "architecture": None}], False),   # does not name its kernels
+    ([], False),                                                  # threadpoolctl missing
+])
+def test_blas_has_avx512_kernels_reads_openblas_kernel_name(libraries, expected):
+    assert perf.blas_has_avx512_kernels(libraries) is expected
+
+
+def test_blas_has_avx512_kernels_of_this_process_matches_its_blas_info():
+    pytest.importorskip("threadpoolctl")
+    assert perf.blas_has_avx512_kernels() is perf.blas_has_avx512_kernels(perf.blas_info())
+
+
+def test_avx512_check_follows_openblas_coretype_in_a_fresh_process():
+    # OpenBLAS reads OPENBLAS_CORETYPE when it loads: forcing Haswell kernels must turn the answer (and with
+    # it the Winograd threshold of algorithm="auto") to the AVX2 one, on any x86 CPU.
+    pytest.importorskip("threadpoolctl")
+    if "openblas" not in [b.get("internal_api") for b in perf.blas_info()[:1]]:
+        pytest.skip("NumPy's BLAS is not OpenBLAS")
+    code = ("import minigru.perf as p, minigru.functional.winograd as w; "
+            "print(p.blas_info()[0]['architecture'], p.blas_has_avx512_kernels(), w.winograd_min_channels())")
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Haswell"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["Haswell", "False", "64"], out
 
 
 def test_blas_threads_limits_and_restores():

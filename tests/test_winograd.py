@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minigru.functional as F
+import minigru.perf
 from minigru import backend, nn
 from minigru.functional import winograd, winograd_transforms
 from minigru.functional.conv import conv_geometry
@@ -336,22 +337,29 @@ def test_tiles_of_the_other_variant_are_refused():
         winograd.winograd_conv2d_backward(np.zeros((2, 2, 6, 5)), v, w, x.shape, (1, 1, 1, 1), True, m=4)
 
 
-MIN_C, MIN_N = winograd.WINOGRAD_MIN_CHANNELS, winograd.WINOGRAD_MIN_BATCH
+MIN_N = winograd.WINOGRAD_MIN_BATCH
+KERNELS = {False: winograd.WINOGRAD_MIN_CHANNELS, True: winograd.WINOGRAD_MIN_CHANNELS_AVX512}
+"""avx512 (whether NumPy's BLAS runs AVX-512 kernels) -> the channel threshold of algorithm="auto"."""
 
 
-@pytest.mark.parametrize("in_channels, out_channels, kernel, stride, batch, expected", [
-    (MIN_C, MIN_C, 3, 1, MIN_N, "winograd"),
-    (MIN_C - 1, 2 * MIN_C, 3, 1, MIN_N, "im2col"),
-    (2 * MIN_C, MIN_C - 1, 3, 1, MIN_N, "im2col"),
-    (MIN_C, MIN_C, 3, 1, MIN_N - 1, "im2col"),
-    (MIN_C, MIN_C, 3, 2, MIN_N, "im2col"),
-    (MIN_C, MIN_C, 5, 1, MIN_N, "im2col"),
+@pytest.mark.parametrize("avx512", [False, True], ids=["avx2-blas", "avx512-blas"])
+@pytest.mark.parametrize("c_in, c_out, kernel, stride, batch, expected", [   # channels as (times min_c, plus)
+    ((1, 0), (1, 0), 3, 1, MIN_N, "winograd"),
+    ((1, -1), (2, 0), 3, 1, MIN_N, "im2col"),
+    ((2, 0), (1, -1), 3, 1, MIN_N, "im2col"),
+    ((1, 0), (1, 0), 3, 1, MIN_N - 1, "im2col"),
+    ((1, 0), (1, 0), 3, 2, MIN_N, "im2col"),
+    ((1, 0), (1, 0), 5, 1, MIN_N, "im2col"),
 ])
-def test_auto_picks_winograd_only_for_wide_3x3_stride1_layers(in_channels, out_channels, kernel, stride, batch,
-                                                               expected):
-    # As Conv2d's docstring says: Winograd for 3x3 stride-1 layers with at least WINOGRAD_MIN_CHANNELS
-    # input and output channels and batches of at least WINOGRAD_MIN_BATCH images, im2col otherwise;
-    # and the explicit choices are kept.
+def test_auto_picks_winograd_only_for_wide_3x3_stride1_layers(monkeypatch, avx512, c_in, c_out, kernel, stride,
+                                                               batch, expected):
+    # As Conv2d's docstring says: Winograd for 3x3 stride-1 layers with at least winograd_min_channels()
+    # input and output channels (more where the BLAS runs AVX-512 kernels) and batches of at least
+    # WINOGRAD_MIN_BATCH images, im2col otherwise; and the explicit choices are kept.
+    monkeypatch.setattr(minigru.perf, "blas_has_avx512_kernels", lambda info=None: avx512)
+    min_c = KERNELS[avx512]
+    assert winograd.winograd_min_channels() == min_c
+    in_channels, out_channels = (c_in[0] * min_c + c_in[1]), (c_out[0] * min_c + c_out[1])
     x = np.random.default_rng(0).standard_normal((batch, in_channels, 2, 2)).astype(np.float32)
     for algorithm, runs in (("auto", expected), ("im2col", "im2col")):
         layer = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2,
@@ -361,6 +369,18 @@ def test_auto_picks_winograd_only_for_wide_3x3_stride1_layers(in_channels, out_c
     assert "algorithm" not in repr(nn.Conv2d(2, 2, 3))
     assert repr(nn.Conv2d(2, 2, 3, algorithm="winograd")).endswith(", algorithm='winograd')")
     assert repr(nn.Conv2d(2, 2, 3, algorithm="winograd4")).endswith(", algorithm='winograd4')")
+
+
+@pytest.mark.parametrize("avx512, channels, expected", [
+    (False, (64, 128), "winograd"), (True, (64, 128), "im2col"), (True, (64, 256), "im2col"),
+    (True, (128, 128), "winograd"), (True, (256, 256), "winograd"), (False, (32, 64), "im2col"),
+])
+def test_auto_needs_wider_layers_with_avx512_kernels(monkeypatch, avx512, channels, expected):
+    # With OpenBLAS's AVX-512 kernels the GEMMs that Winograd saves cost half as much, its transforms
+    # the same: the 64-channel layers of the benchmark CNNs and of cnn-gru-hour ran 1.0-1.35x slower
+    # with Winograd there (docs/performance.md, item 9), so "auto" keeps im2col for them.
+    monkeypatch.setattr(minigru.perf, "blas_has_avx512_kernels", lambda info=None: avx512)
+    assert winograd.conv_algorithm("auto", 3, 1, *channels, batch=32) == expected
 
 
 # ------------------------------------------------------------ the checks can fail

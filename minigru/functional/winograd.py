@@ -44,8 +44,9 @@ from ..backend import get_array_module, values_on_host
 from . import _workspace
 from .winograd_transforms import apply_transform, transform_plan, winograd_variant
 
-__all__ = ["WINOGRAD_MIN_CHANNELS", "WINOGRAD_MIN_BATCH", "WINOGRAD_OUTPUT_BLOCK", "conv_algorithm",
-           "winograd_filter_transform", "winograd_correlate", "winograd_conv2d_forward", "winograd_conv2d_backward"]
+__all__ = ["WINOGRAD_MIN_CHANNELS", "WINOGRAD_MIN_CHANNELS_AVX512", "winograd_min_channels", "WINOGRAD_MIN_BATCH",
+           "WINOGRAD_OUTPUT_BLOCK", "conv_algorithm", "winograd_filter_transform", "winograd_correlate",
+           "winograd_conv2d_forward", "winograd_conv2d_backward"]
 
 ALGORITHMS = ("auto", "im2col", "winograd", "winograd4")
 """The values of the ``algorithm`` argument of conv2d_forward and Conv2d: ``"im2col"`` (eqs. C4-C9),
@@ -57,10 +58,28 @@ WINOGRAD_OUTPUT_BLOCK = {"winograd": 2, "winograd4": 4}
 
 WINOGRAD_MIN_CHANNELS = 64
 """``algorithm="auto"`` runs Winograd F(2x2, 3x3) for a 3x3, stride-1 layer when both its input and output channel
-counts are at least this. Per output pixel the GEMMs save 9·C·K - 4·C·K multiply-adds, while the
-transforms add about 6·C + 6·K memory-bound additions and copies (docs/derivations.md §W, "What it
-costs"), so the gain grows with the channel counts; the measurements behind the value are in
-docs/performance.md, item 9 (``benchmarks/conv_algorithms.py``)."""
+counts are at least this (where NumPy's BLAS runs AVX-512 kernels: :data:`WINOGRAD_MIN_CHANNELS_AVX512`).
+Per output pixel the GEMMs save 9·C·K - 4·C·K multiply-adds, while the transforms add about 6·C + 6·K
+memory-bound additions and copies (docs/derivations.md §W, "What it costs"), so the gain grows with the
+channel counts; the measurements behind the value are in docs/performance.md, item 9
+(``benchmarks/conv_algorithms.py``)."""
+
+WINOGRAD_MIN_CHANNELS_AVX512 = 128
+"""The channel threshold of ``algorithm="auto"`` where NumPy's BLAS is OpenBLAS with AVX-512 kernels
+(:func:`minigru.perf.blas_has_avx512_kernels`). The saved multiply-adds then cost half the time (one thread
+multiplies float32 matrices 1.5-1.9x faster than with AVX2 kernels on the benchmark VM) while the transforms
+move as much memory as before, so it takes twice the channels for Winograd to gain: with OpenBLAS's SkylakeX
+kernels, F(2x2, 3x3) took 1.0-1.35x im2col's time on the models' layers with 64 input channels and
+0.66-0.94x on those with 128 or 256 channels at 4x4 to 8x8 pixels, at batches of 32 and 128 (docs/performance.md,
+item 9)."""
+
+
+def winograd_min_channels() -> int:
+    """The channel threshold of ``algorithm="auto"`` for NumPy's BLAS in this process:
+    :data:`WINOGRAD_MIN_CHANNELS_AVX512` with OpenBLAS's AVX-512 kernels, :data:`WINOGRAD_MIN_CHANNELS` otherwise."""
+    from .. import perf  # noqa: PLC0415  (perf is opt-in: ``import minigru`` does not load threadpoolctl)
+    return WINOGRAD_MIN_CHANNELS_AVX512 if perf.blas_has_avx512_kernels() else WINOGRAD_MIN_CHANNELS
+
 
 WINOGRAD_MIN_BATCH = 32
 """``algorithm="auto"`` runs Winograd only for batches of at least this many images: the transforms
@@ -72,10 +91,10 @@ def conv_algorithm(algorithm, kernel_size, stride, in_channels, out_channels, ba
     """The algorithm a convolution runs, ``"im2col"``, ``"winograd"`` or ``"winograd4"``, for ``algorithm`` in
     :data:`ALGORITHMS`.
 
-    ``"auto"``: Winograd F(2x2, 3x3) for 3x3 kernels with stride 1, at least :data:`WINOGRAD_MIN_CHANNELS`
-    input and output channels and a batch of at least :data:`WINOGRAD_MIN_BATCH` images, im2col otherwise
-    (never ``"winograd4"``: that is chosen by name only). ``"winograd"`` or ``"winograd4"`` for another
-    kernel or stride raises a ValueError.
+    ``"auto"``: Winograd F(2x2, 3x3) for 3x3 kernels with stride 1, at least :func:`winograd_min_channels`
+    input and output channels (64, or 128 with OpenBLAS's AVX-512 kernels) and a batch of at least
+    :data:`WINOGRAD_MIN_BATCH` images, im2col otherwise (never ``"winograd4"``: that is chosen by name only).
+    ``"winograd"`` or ``"winograd4"`` for another kernel or stride raises a ValueError.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
@@ -84,8 +103,9 @@ def conv_algorithm(algorithm, kernel_size, stride, in_channels, out_channels, ba
         raise ValueError(f"algorithm={algorithm!r} needs a 3x3 kernel with stride 1, got kernel_size="
                          f"{kernel_size!r}, stride={stride!r}; use 'im2col' or 'auto'")
     if algorithm == "auto":
-        big = min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS and batch >= WINOGRAD_MIN_BATCH
-        return "winograd" if valid and big else "im2col"
+        if not valid or batch < WINOGRAD_MIN_BATCH:
+            return "im2col"
+        return "winograd" if min(in_channels, out_channels) >= winograd_min_channels() else "im2col"
     return algorithm
 
 

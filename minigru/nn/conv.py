@@ -32,9 +32,10 @@ class Conv2d(Module):
     (Winograd F(2x2, 3x3): 2.25x fewer multiplies), ``"winograd4"`` (Winograd F(4x4, 3x3): 4x fewer, with
     larger rounding errors in float32; docs/derivations.md §W; both for 3x3 kernels with stride 1 only,
     else a ValueError) or ``"auto"``, the default: Winograd F(2x2, 3x3) for 3x3 stride-1 layers with at
-    least :data:`~minigru.functional.winograd.WINOGRAD_MIN_CHANNELS` input and output channels, on batches
-    of at least :data:`~minigru.functional.winograd.WINOGRAD_MIN_BATCH` images, where it measured faster,
-    im2col otherwise (``"auto"`` never picks ``"winograd4"``). All compute the same function (to rounding).
+    least :func:`~minigru.functional.winograd.winograd_min_channels` input and output channels (64, or 128
+    where NumPy's BLAS runs AVX-512 kernels), on batches of at least
+    :data:`~minigru.functional.winograd.WINOGRAD_MIN_BATCH` images, where it measured faster, im2col otherwise
+    (``"auto"`` never picks ``"winograd4"``). All compute the same function (to rounding).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True,
