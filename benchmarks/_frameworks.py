@@ -167,7 +167,8 @@ def torch_twin(torch, kind, p, model):
 
 # ------------------------------------------------------------------------------ runners
 class _Runner:
-    """What both frameworks' runners share: ``cases[key] = (iteration, outputs)`` set up by ``setup``."""
+    """What both frameworks' runners share: ``cases[key] = (iteration, outputs)`` set up by ``setup``, and
+    ``models[key]``, the module that the case runs (for profiles: benchmarks/step_profile.py)."""
 
     def outputs(self, key):
         return self.cases[key][1]()
@@ -185,6 +186,7 @@ class _Runner:
 
     def drop(self, key):
         self.cases.pop(key, None)
+        self.models.pop(key, None)
 
 
 # ------------------------------------------------------------------------------ minigru
@@ -210,7 +212,7 @@ class MinigruRunner(_Runner):
             minigru.set_backend("cupy")      # raises a clear BackendUnavailableError without a GPU
         self.xp = minigru.backend.get_xp(backend)
         self.optimize = optimize
-        self.cases = {}
+        self.cases, self.models = {}, {}
 
     def _sync(self):
         if self.backend == "cupy":
@@ -229,6 +231,7 @@ class MinigruRunner(_Runner):
             self.cases[key] = (product, lambda: {"c": backend.to_numpy(product())})
             return
         model = minigru_model(kind, p, self.optimize).to(self.backend)
+        self.models[key] = model
         if kind in ("gru", "conv", "pool"):
             x, dout = data["x"], data["dout"]
 
@@ -309,7 +312,7 @@ class TorchRunner(_Runner):
             self.device = torch.device("cuda")
         else:
             self.device = torch.device("cpu")
-        self.cases = {}
+        self.cases, self.models = {}, {}
 
     def _sync(self):
         if self.device.type == "cuda":
@@ -332,6 +335,7 @@ class TorchRunner(_Runner):
             self.cases[key] = (product, lambda: {"c": product().cpu().numpy()})
             return
         model = torch_twin(torch, kind, p, minigru_model(kind, p, optimize=False)).to(self.device)
+        self.models[key] = model
         if kind in ("gru", "conv", "pool"):
             x, dout = self._tensor(data["x"], grad=True), self._tensor(data["dout"])
 

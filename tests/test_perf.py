@@ -6,6 +6,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import minigru.functional as F
 import minigru.perf as perf
@@ -236,6 +238,19 @@ def test_same_size_im2col_and_col2im_match_the_definition(shape, kh, kw, padding
                 np.testing.assert_array_equal(work, cc)
         np.testing.assert_allclose(F.col2im(cc, shape, kh, kw, 1, padding, merge_batch=merge), dx_ref,
                                    rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(0, 2), c=st.integers(1, 3), h=st.integers(1, 40), w=st.integers(1, 40),
+       kh=st.integers(1, 5), kw=st.integers(1, 5), chunk=st.sampled_from([1, 100, 1 << 20]))
+def test_im2col_of_same_size_windows_matches_the_definition_at_any_width(n, c, h, w, kh, kw, chunk):
+    # F.im2col takes the flat shifts for every "same"-size window on the CPU, wide images included (they were
+    # only used below 16 pixels before): compare with the definition for sizes on both sides of that old line.
+    x = np.random.default_rng(h * 41 + w).standard_normal((n, c, h, w))
+    g = conv_module.conv_geometry(x.shape, (kh, kw), 1, "same")
+    expected = _reference_im2col(x, kh, kw, g.pads)
+    np.testing.assert_array_equal(F.im2col(x, kh, kw, 1, "same", merge_batch=True), expected)
+    np.testing.assert_array_equal(conv_module._im2col_same_size(x, g, chunk_bytes=chunk), expected)
 
 
 # ----------------------------------------------------------------------- float32 dtype audit
