@@ -55,3 +55,28 @@ def test_replicas_time_a_split_step_and_verify_the_whole_batch():
     assert len(split.run("k", 1)) == 1
     with pytest.raises(SystemExit):
         bench_vs_torch.parse_args(["--replicas", "0"])
+
+
+@pytest.mark.parametrize("model", list(_frameworks.STEP_MODELS))
+def test_step_profile_finds_every_kind_of_layer_in_both_frameworks(model):
+    """benchmarks/step_profile.py attributes time to a kind of layer by minigru's leaf classes and torch's
+    profiler event names: each kind that the model has must get time in both (a renamed torch event would
+    otherwise show as 0 ms, silently), and none that it lacks."""
+    pytest.importorskip("torch")
+    import step_profile  # noqa: PLC0415
+    params = {"model": model, "B": 4, "optimizer": "sgd"}
+    mine, theirs = _frameworks.make_runner("minigru"), _frameworks.make_runner("torch", threads=1)
+    for runner in (mine, theirs):
+        runner.setup("k", "step", params)
+        runner.cases["k"][0]()                         # a first step outside the profile, as the worker does
+    ours = step_profile.minigru_kinds(mine.models["k"], mine.cases["k"][0], 1)
+    torch_times = step_profile.torch_kinds(theirs.torch, theirs.cases["k"][0], 1)
+    present = {"convolutions", "max-pooling"} | ({"batch norm"} if model == "cnn-gru-fast" else set())
+    assert {k for k, ms in ours.items() if ms > 0} == present
+    assert {k for k, ms in torch_times.items() if ms > 0} == present
+    rows = [{"model": model, "framework": "minigru", "step_ms": 10.0, **ours},
+            {"model": model, "framework": "torch", "step_ms": 20.0, **torch_times}]
+    text = step_profile.table(rows, replicas=2, threads=1)
+    rest = 10.0 - sum(ours.values())
+    assert f"| everything else | {rest:.2f} |" in text
+    assert "| **the whole step** (median) | 10.00 | 20.00 | 0.50 |" in text
