@@ -70,7 +70,7 @@ WINOGRAD_MIN_CHANNELS_AVX512 = 128
 multiplies float32 matrices 1.5-1.9x faster than with AVX2 kernels on the benchmark VM) while the transforms
 move as much memory as before, so it takes twice the channels for Winograd to gain: with OpenBLAS's SkylakeX
 kernels, F(2x2, 3x3) took 1.0-1.35x im2col's time on the models' layers with 64 input channels and
-0.66-0.94x on those with 128 or 256 channels at 4x4 to 8x8 pixels, at batches of 32 and 128 (docs/performance.md,
+0.67-0.94x on those with 128 or 256 channels at 4x4 to 8x8 pixels, at batches of 32 and 128 (docs/performance.md,
 item 9)."""
 
 
