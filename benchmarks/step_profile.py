@@ -29,15 +29,13 @@ import json
 import os
 import subprocess
 import sys
-import time
-
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import _frameworks  # noqa: E402
+from profile_breakdown import median_ms  # noqa: E402  (one timing rule for the benchmark scripts)
 
 KINDS = ("convolutions", "max-pooling", "batch norm")
 MINIGRU_KINDS = {"Conv2d": "convolutions", "PatchWhitening": "convolutions", "MaxPool2d": "max-pooling",
@@ -50,15 +48,6 @@ TORCH_EVENTS = {"aten::conv2d": "convolutions",
                 "aten::batch_norm": "batch norm",
                 "autograd::engine::evaluate_function: NativeBatchNormBackward0": "batch norm"}
 """torch profiler event -> kind (each event's total time includes the operators it calls)."""
-
-
-def median_step_ms(step, steps):
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def minigru_kinds(model, step, steps) -> dict:
@@ -95,7 +84,7 @@ def worker(args):
         step = runner.cases[model_key][0]
         for _ in range(args.warmup):           # work arrays, BLAS threads, and the replicas (made at the first step)
             step()
-        row = {"model": model_key, "framework": args.worker, "step_ms": median_step_ms(step, args.steps)}
+        row = {"model": model_key, "framework": args.worker, "step_ms": median_ms(step, repeats=args.steps)}
         if args.worker == "minigru":
             row.update(minigru_kinds(runner.models[model_key], step, args.steps))
         else:
